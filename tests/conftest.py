@@ -1,0 +1,27 @@
+"""Shared test setup: headless Qt, offline Hugging Face, user data under tmp_path."""
+
+from __future__ import annotations
+
+import os
+
+# Before any Qt / Hugging Face import anywhere in the test session.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def app_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own DESKTOP_APP_HOME, so nothing touches the real user folders."""
+    home = tmp_path / "app-home"
+    home.mkdir()
+    monkeypatch.setenv("DESKTOP_APP_HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    return home
