@@ -41,6 +41,22 @@ SAMPLER_NAMES: tuple[str, ...] = (
 )
 DEFAULT_SAMPLER = "DPM++ 2M Karras"
 
+
+def split_sampler_name(name: str) -> tuple[str, str | None]:
+    """A1111 ≥1.9 writes "Sampler: DPM++ 2M, Schedule type: Karras": split our combined names."""
+    if name.endswith(" Karras"):
+        return name[: -len(" Karras")], "Karras"
+    return name, None
+
+
+def join_sampler_name(sampler: str, schedule_type: str | None) -> str:
+    """Inverse of split_sampler_name; unknown schedule types keep the bare sampler name."""
+    if schedule_type and schedule_type.lower() == "karras":
+        combined = f"{sampler} Karras"
+        if combined in SAMPLER_NAMES:
+            return combined
+    return sampler
+
 STEPS_RANGE = (1, 150)
 CFG_RANGE = (1.0, 30.0)
 SIZE_RANGE = (64, 2048)
