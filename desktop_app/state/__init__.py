@@ -1,0 +1,1 @@
+"""View-models: QObjects holding what the window shows (no widgets, no torch)."""

@@ -1,0 +1,1 @@
+"""The generation worker (its own QThread) and its GUI-thread controller."""
