@@ -1,0 +1,150 @@
+"""Model switching through the LRU pipeline cache, VAE swaps without UNet reloads, and the
+memory policy (plan + in-place re-application) on real tiny diffusers pipelines (CPU)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from desktop_app.pipeline.api import ModelFamily
+from desktop_app.pipeline.backend.memory import (
+    GIB,
+    MemoryInfo,
+    apply_plan,
+    plan_memory,
+)
+from desktop_app.pipeline.backend.model_cache import ModelCache, ModelKey, pipeline_nbytes
+from tests.fixtures.tiny_models import build_tiny_sd15, build_tiny_vae
+
+
+@pytest.fixture(scope="module")
+def tiny_folders(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    root = tmp_path_factory.mktemp("cache-models")
+    return [build_tiny_sd15(root / f"m{i}", seed=i).folder for i in range(3)]
+
+
+@pytest.fixture(scope="module")
+def vae_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_vae(tmp_path_factory.mktemp("cache-vae") / "vae.safetensors", seed=7)
+
+
+def _loader(folder: Path, calls: list[Path]) -> Any:
+    def load() -> Any:
+        from diffusers import StableDiffusionPipeline
+
+        calls.append(folder)
+        return StableDiffusionPipeline.from_pretrained(str(folder), safety_checker=None,
+                                                       requires_safety_checker=False)
+    return load
+
+
+def test_switching_back_is_a_cache_hit_returning_the_same_pipeline(tiny_folders: list[Path]) -> None:
+    cache = ModelCache(budget_bytes=10 * GIB)
+    calls: list[Path] = []
+    a, b = (ModelKey.for_file(str(f)) for f in tiny_folders[:2])
+    first = cache.get_or_load(a, _loader(tiny_folders[0], calls))
+    cache.get_or_load(b, _loader(tiny_folders[1], calls))
+    again = cache.get_or_load(a, _loader(tiny_folders[0], calls))
+    assert again.pipe is first.pipe and again.pipe.unet is first.pipe.unet
+    assert calls == tiny_folders[:2]  # A was not loaded twice
+    assert (cache.hits, cache.misses) == (1, 2)
+
+
+def test_least_recently_used_pipeline_is_evicted_at_the_budget(tiny_folders: list[Path]) -> None:
+    calls: list[Path] = []
+    probe = ModelCache(budget_bytes=10 * GIB)
+    one = probe.get_or_load(ModelKey.for_file(str(tiny_folders[0])),
+                            _loader(tiny_folders[0], calls)).nbytes
+    cache = ModelCache(budget_bytes=int(2.5 * one))  # room for two tiny pipelines
+    a, b, c = (ModelKey.for_file(str(f)) for f in tiny_folders)
+    cache.get_or_load(a, _loader(tiny_folders[0], calls))
+    cache.get_or_load(b, _loader(tiny_folders[1], calls))
+    cache.get_or_load(a, _loader(tiny_folders[0], calls))  # A is now most recent
+    cache.get_or_load(c, _loader(tiny_folders[2], calls))
+    assert cache.keys() == [a, c] and cache.evictions == 1
+    assert cache.total_bytes <= cache.budget_bytes
+
+
+def test_a_changed_file_gets_a_new_key(tmp_path: Path) -> None:
+    path = tmp_path / "m.safetensors"
+    path.write_bytes(b"x" * 10)
+    before = ModelKey.for_file(str(path))
+    path.write_bytes(b"y" * 11)
+    assert ModelKey.for_file(str(path)) != before
+
+
+def test_changing_the_vae_keeps_the_same_unet_and_text_encoder(tiny_folders: list[Path],
+                                                               vae_file: Path) -> None:
+    from diffusers import AutoencoderKL
+
+    cache = ModelCache(budget_bytes=10 * GIB)
+    entry = cache.get_or_load(ModelKey.for_file(str(tiny_folders[0])),
+                              _loader(tiny_folders[0], []))
+    unet, text_encoder, baked = entry.pipe.unet, entry.pipe.text_encoder, entry.pipe.vae
+    vae_loads: list[int] = []
+
+    def load_vae() -> Any:
+        vae_loads.append(1)
+        return AutoencoderKL.from_single_file(str(vae_file), config=str(tiny_folders[0]),
+                                              subfolder="vae", local_files_only=True)
+
+    assert cache.set_vae(entry, str(vae_file), load_vae)
+    swapped = entry.pipe.vae
+    assert swapped is not baked and entry.pipe.unet is unet
+    assert entry.pipe.text_encoder is text_encoder
+    assert cache.set_vae(entry, "baked", load_vae) and entry.pipe.vae is baked
+    assert cache.set_vae(entry, str(vae_file), load_vae) and entry.pipe.vae is swapped
+    assert not cache.set_vae(entry, str(vae_file), load_vae)
+    assert vae_loads == [1]  # loaded once, reused afterwards
+
+
+def test_pipeline_nbytes_counts_every_component(tiny_folders: list[Path]) -> None:
+    pipe = _loader(tiny_folders[0], [])()
+    expected = sum(p.numel() * p.element_size() for name in ("unet", "vae", "text_encoder")
+                   for p in [*getattr(pipe, name).parameters(), *getattr(pipe, name).buffers()])
+    assert pipeline_nbytes(pipe) == expected
+
+
+# ---- memory policy --------------------------------------------------------------------------
+
+def _gpu(total_gib: float) -> MemoryInfo:
+    return MemoryInfo("cuda", int(total_gib * GIB), int(total_gib * GIB), 32 * GIB)
+
+
+def test_small_gpus_get_low_vram_mode_automatically() -> None:
+    sdxl_on_6gb = plan_memory(_gpu(6), ModelFamily.sdxl, 1024, 1024)
+    assert sdxl_on_6gb.low_vram and sdxl_on_6gb.cpu_offload and sdxl_on_6gb.vae_tiling
+    sdxl_on_24gb = plan_memory(_gpu(24), ModelFamily.sdxl, 1024, 1024)
+    assert not sdxl_on_24gb.low_vram and not sdxl_on_24gb.cpu_offload
+    assert sdxl_on_24gb.dtype == "float16" and sdxl_on_24gb.attention == "sdpa"
+    sd15_on_4gb = plan_memory(_gpu(4), ModelFamily.sd15, 512, 512)
+    assert not sd15_on_4gb.low_vram
+
+
+def test_large_images_get_vae_tiling_and_cpu_runs_in_float32() -> None:
+    big = plan_memory(_gpu(24), ModelFamily.sd15, 1536, 1536)
+    assert big.vae_tiling and not big.low_vram
+    cpu = plan_memory(MemoryInfo("cpu", None, None, 16 * GIB), ModelFamily.sd15, 512, 512)
+    assert cpu.dtype == "float32" and not cpu.cpu_offload and not cpu.vae_tiling
+    forced = plan_memory(MemoryInfo("cpu", None, None, 16 * GIB), ModelFamily.sd15, 512, 512,
+                         force_low_vram=True)
+    assert forced.low_vram and forced.vae_tiling and forced.attention == "sliced"
+    assert not forced.cpu_offload  # nothing to offload from on a CPU
+    mps = plan_memory(MemoryInfo("mps", 16 * GIB, 12 * GIB, 12 * GIB), ModelFamily.sd15, 512, 512)
+    assert mps.attention == "sliced" and mps.dtype == "float16"
+
+
+def test_apply_plan_switches_tiling_and_slicing_in_place(tiny_folders: list[Path]) -> None:
+    pipe = _loader(tiny_folders[0], [])()
+    unet = pipe.unet
+    cpu = MemoryInfo("cpu", None, None, 16 * GIB)
+    normal = plan_memory(cpu, ModelFamily.sd15, 512, 512)
+    low = plan_memory(cpu, ModelFamily.sd15, 512, 512, force_low_vram=True)
+    apply_plan(pipe, normal)
+    assert not pipe.vae.use_tiling
+    apply_plan(pipe, low, previous=normal)
+    assert pipe.vae.use_tiling and pipe.unet is unet
+    apply_plan(pipe, normal, previous=low)
+    assert not pipe.vae.use_tiling
