@@ -40,7 +40,7 @@ def _loader(folder: Path, calls: list[Path]) -> Any:
     return load
 
 
-def test_switching_back_is_a_cache_hit_returning_the_same_pipeline(tiny_folders: list[Path]) -> None:
+def test_switching_back_is_a_cache_hit_with_the_same_pipeline(tiny_folders: list[Path]) -> None:
     cache = ModelCache(budget_bytes=10 * GIB)
     calls: list[Path] = []
     a, b = (ModelKey.for_file(str(f)) for f in tiny_folders[:2])
