@@ -75,29 +75,25 @@ def test_a_changed_file_gets_a_new_key(tmp_path: Path) -> None:
     assert ModelKey.for_file(str(path)) != before
 
 
-def test_changing_the_vae_keeps_the_same_unet_and_text_encoder(tiny_folders: list[Path],
-                                                               vae_file: Path) -> None:
-    from diffusers import AutoencoderKL
+def test_changing_the_vae_keeps_the_same_unet_and_text_encoder(
+        tmp_path_factory: pytest.TempPathFactory, vae_file: Path) -> None:
+    from desktop_app.pipeline.backend.loading import load_model, swap_vae
 
+    tiny = build_tiny_sd15(tmp_path_factory.mktemp("vae-swap"), seed=3)
     cache = ModelCache(budget_bytes=10 * GIB)
-    entry = cache.get_or_load(ModelKey.for_file(str(tiny_folders[0])),
-                              _loader(tiny_folders[0], []))
-    unet, text_encoder, baked = entry.pipe.unet, entry.pipe.text_encoder, entry.pipe.vae
-    vae_loads: list[int] = []
-
-    def load_vae() -> Any:
-        vae_loads.append(1)
-        return AutoencoderKL.from_single_file(str(vae_file), config=str(tiny_folders[0]),
-                                              subfolder="vae", local_files_only=True)
-
-    assert cache.set_vae(entry, str(vae_file), load_vae)
-    swapped = entry.pipe.vae
-    assert swapped is not baked and entry.pipe.unet is unet
-    assert entry.pipe.text_encoder is text_encoder
-    assert cache.set_vae(entry, "baked", load_vae) and entry.pipe.vae is baked
-    assert cache.set_vae(entry, str(vae_file), load_vae) and entry.pipe.vae is swapped
-    assert not cache.set_vae(entry, str(vae_file), load_vae)
-    assert vae_loads == [1]  # loaded once, reused afterwards
+    key = ModelKey.for_file(str(tiny.file), model_config=str(tiny.config))
+    entry = cache.get_or_load(key, lambda: load_model(str(tiny.file),
+                                                      model_config=str(tiny.config),
+                                                      device="cpu"))
+    pipe = entry.pipe
+    unet, text_encoder, baked = pipe.unet, pipe.text_encoder, pipe.vae
+    swap_vae(entry.value, str(vae_file))
+    assert pipe.vae is not baked and entry.value.vae_name == "vae"
+    assert pipe.unet is unet and pipe.text_encoder is text_encoder
+    again = cache.get_or_load(key, lambda: pytest.fail("reloaded"))  # VAE choice survives
+    assert again.pipe.vae is pipe.vae and again.pipe.unet is unet
+    swap_vae(entry.value, None)
+    assert pipe.vae is baked and pipe.unet is unet
 
 
 def test_pipeline_nbytes_counts_every_component(tiny_folders: list[Path]) -> None:

@@ -6,9 +6,10 @@ evicts least-recently-used pipelines until the total stays within the byte budge
 of the RAM available when the cache was made, via psutil). The active pipeline lives on its
 device; the others are parked on the CPU (in RAM), never reloaded from disk.
 
-VAE choices are applied on the cached entry (`set_vae`): the checkpoint's own ("baked") VAE is
-kept aside, standalone VAEs are loaded once per entry, and switching between them only assigns
-`pipe.vae` — the UNet and text encoders are untouched (same objects).
+The cached value is whatever the loader returns (the backend caches `loading.LoadedModel`);
+its pipeline is `value.pipe` (or the value itself). VAE changes are applied to the cached value
+with `loading.swap_vae`, which keeps the checkpoint's own VAE aside, so the UNet and text
+encoders are never reloaded.
 """
 
 from __future__ import annotations
@@ -18,12 +19,11 @@ import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 log = logging.getLogger(__name__)
 
-VAE_BAKED = "baked"
 RAM_FRACTION = 0.5
 DEFAULT_MAX_ENTRIES = 4
 
@@ -52,16 +52,22 @@ class ModelKey:
 
 @dataclass
 class CachedModel:
-    """One cached pipeline and its VAE state. Mutated only by the worker thread."""
+    """One cached model (the loader's value) and its memory state. Worker thread only."""
 
     key: ModelKey
-    pipe: Any
+    value: Any
     nbytes: int
-    baked_vae: Any
-    vae_key: str = VAE_BAKED
-    vaes: dict[str, Any] = field(default_factory=dict)
     plan: Any = None  # the MemoryPlan last applied (None: apply everything next time)
     load_seconds: float = 0.0
+
+    @property
+    def pipe(self) -> Any:
+        return pipe_of(self.value)
+
+
+def pipe_of(value: Any) -> Any:
+    """The diffusers pipeline of a cached value (a LoadedModel or a bare pipeline)."""
+    return getattr(value, "pipe", value)
 
 
 def pipeline_nbytes(pipe: Any) -> int:
@@ -91,10 +97,10 @@ class ModelCache:
 
     def __init__(self, budget_bytes: int | None = None,
                  max_entries: int = DEFAULT_MAX_ENTRIES,
-                 measure: Callable[[Any], int] = pipeline_nbytes) -> None:
+                 measure: Callable[[Any], int] | None = None) -> None:
         self.budget_bytes = budget_bytes if budget_bytes is not None else default_budget_bytes()
         self.max_entries = max(1, max_entries)
-        self._measure = measure
+        self._measure = measure or (lambda value: pipeline_nbytes(pipe_of(value)))
         self._entries: OrderedDict[ModelKey, CachedModel] = OrderedDict()
         self._active: ModelKey | None = None
         self.hits = 0
@@ -126,34 +132,13 @@ class ModelCache:
         self.misses += 1
         self._park_active()
         started = time.perf_counter()
-        pipe = loader()
-        entry = CachedModel(key, pipe, self._measure(pipe), getattr(pipe, "vae", None),
+        value = loader()
+        entry = CachedModel(key, value, self._measure(value),
                             load_seconds=time.perf_counter() - started)
         self._entries[key] = entry
         self._active = key
         self._evict_to_budget(keep=key)
         return entry
-
-    def set_vae(self, entry: CachedModel, vae_key: str, loader: Callable[[], Any]) -> bool:
-        """Use VAE `vae_key` ("baked" or a file's key) on `entry`; True if pipe.vae changed.
-
-        `loader()` builds the standalone VAE (on the pipeline's device and dtype) the first time
-        it is needed; the UNet and text encoders are never touched.
-        """
-        if vae_key == entry.vae_key:
-            return False
-        if vae_key == VAE_BAKED:
-            vae = entry.baked_vae
-        else:
-            vae = entry.vaes.get(vae_key)
-            if vae is None:
-                vae = loader()
-                entry.vaes[vae_key] = vae
-                entry.nbytes += self._module_bytes(vae)
-        entry.pipe.vae = vae
-        entry.vae_key = vae_key
-        entry.plan = None  # tiling/offload hooks must be re-applied to the new VAE
-        return True
 
     def discard(self, key: ModelKey) -> None:
         """Drop one entry (e.g. after a failure left it in an unknown state)."""
@@ -163,13 +148,6 @@ class ModelCache:
     def clear(self) -> None:
         self._entries.clear()
         self._active = None
-
-    def _module_bytes(self, module: Any) -> int:
-        try:
-            return sum(t.numel() * t.element_size()
-                       for t in [*module.parameters(), *module.buffers()])
-        except AttributeError:
-            return 0
 
     def _evict_to_budget(self, keep: ModelKey) -> None:
         while len(self._entries) > 1 and (len(self._entries) > self.max_entries
