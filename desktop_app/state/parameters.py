@@ -58,7 +58,7 @@ class ParametersState(QObject):
     """
 
     value_changed = Signal(str, object)
-    last_seed_changed = Signal(int)
+    last_seed_changed = Signal(object)  # seeds go up to 2**32-1: too big for a C int
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
