@@ -1,0 +1,188 @@
+"""The main window driven like a person would, with the scripted backend."""
+
+from __future__ import annotations
+
+import threading
+
+from PySide6.QtCore import Qt
+from pytestqt.qtbot import QtBot
+
+from desktop_app.ui.main_window import MainWindow
+from tests.qt.fake_backend import FakeBackend
+
+
+def _type_prompt(qtbot: QtBot, window: MainWindow, text: str) -> None:
+    editor = window.prompt_editor.edit
+    editor.setFocus()
+    qtbot.keyClicks(editor, text)
+
+
+def _press_generate(qtbot: QtBot, window: MainWindow) -> None:
+    qtbot.keyClick(window.prompt_editor.edit, Qt.Key.Key_Return,
+                   Qt.KeyboardModifier.ControlModifier)
+
+
+def test_ctrl_enter_generates_with_previews_in_order_and_shows_the_image(
+        qtbot: QtBot, window: MainWindow, fake_backend: FakeBackend) -> None:
+    fake_backend.step_seconds = 0.005
+    window.parameters.set_value("steps", 12)
+    window.parameters.set_value("width", 64)
+    window.parameters.set_value("height", 64)
+    captions: list[str] = []
+    window.controller.preview_changed.connect(lambda _j, f: captions.append(
+        window.preview.caption()))
+    steps: list[int] = []
+    window.controller.preview_changed.connect(lambda _j, frame: steps.append(frame.step))
+    _type_prompt(qtbot, window, "a red fox")
+    with qtbot.waitSignal(window.controller.job_finished, timeout=10_000) as blocker:
+        _press_generate(qtbot, window)
+    assert fake_backend.requests[-1].prompt == "a red fox"
+    assert steps == sorted(set(steps)) and steps[-1] == 12
+    assert captions[-1] == "Step 12/12"
+    result = blocker.args[1]
+    assert window.preview.has_image()
+    assert window.preview.caption() == f"Seed {result.images[0].seed}"
+    assert window.recent.paths() == [result.images[0].path]
+    assert window.progress_bar.text().startswith("Done")
+
+
+def test_esc_cancels_a_running_job_shows_cancelled_and_the_next_run_works(
+        qtbot: QtBot, window: MainWindow, fake_backend: FakeBackend) -> None:
+    fake_backend.step_seconds = 0.05
+    window.parameters.set_value("steps", 100)
+    _type_prompt(qtbot, window, "slow")
+    with qtbot.waitSignal(window.controller.progress_changed, timeout=10_000):
+        _press_generate(qtbot, window)
+    assert window.cancel_action.isEnabled()
+    with qtbot.waitSignal(window.controller.job_cancelled, timeout=5_000):
+        qtbot.keyClick(window.prompt_editor.edit, Qt.Key.Key_Escape)
+    assert window.status_label.text() == "Cancelled"
+    assert window.progress_bar.text() == "Cancelled"
+    assert not window.cancel_action.isEnabled()
+    fake_backend.step_seconds = 0.0
+    window.parameters.set_value("steps", 3)
+    with qtbot.waitSignal(window.controller.job_finished, timeout=10_000):
+        _press_generate(qtbot, window)
+    assert window.preview.has_image()
+
+
+def test_failure_at_step_3_shows_an_inline_error_and_the_next_run_works(
+        qtbot: QtBot, window: MainWindow, fake_backend: FakeBackend) -> None:
+    fake_backend.fail_at_step = 3
+    window.parameters.set_value("steps", 8)
+    _type_prompt(qtbot, window, "fails")
+    with qtbot.waitSignal(window.controller.job_failed, timeout=10_000):
+        _press_generate(qtbot, window)
+    assert window.error_bar.isVisible()
+    assert "scripted failure at step 3" in window.error_bar.text()
+    assert "log file" in window.error_bar.text()  # the hint
+    fake_backend.fail_at_step = None
+    with qtbot.waitSignal(window.controller.job_finished, timeout=10_000):
+        _press_generate(qtbot, window)
+    assert not window.error_bar.isVisible() and window.preview.has_image()
+
+
+def test_out_of_memory_shows_the_memory_hint_inline(
+        qtbot: QtBot, window: MainWindow, fake_backend: FakeBackend) -> None:
+    fake_backend.oom_at_step = 2
+    _type_prompt(qtbot, window, "huge")
+    with qtbot.waitSignal(window.controller.job_failed, timeout=10_000):
+        _press_generate(qtbot, window)
+    assert "ran out of memory" in window.error_bar.text()
+    assert "smaller size" in window.error_bar.text()
+
+
+def test_bad_parameters_are_shown_inline_and_nothing_is_queued(
+        qtbot: QtBot, window: MainWindow) -> None:
+    window.parameters.set_value("width", 516)  # not a multiple of 8
+    _type_prompt(qtbot, window, "x")
+    _press_generate(qtbot, window)
+    assert window.error_bar.isVisible() and "512 or 520" in window.error_bar.text()
+    assert window.controller.queue.running is None and not window.controller.queue.pending
+
+
+def test_generating_while_busy_queues_and_the_queue_view_lists_it(
+        qtbot: QtBot, window: MainWindow, fake_backend: FakeBackend) -> None:
+    gate = threading.Event()
+    fake_backend.gate = gate
+    window.parameters.set_value("steps", 2)
+    _type_prompt(qtbot, window, "first")
+    _press_generate(qtbot, window)
+    window.parameters.set_value("prompt", "second")
+    _press_generate(qtbot, window)
+    window.parameters.set_value("prompt", "third")
+    _press_generate(qtbot, window)
+    view = window.queue_view
+    assert view.list.count() == 3  # running + 2 pending
+    assert "Running" in view.list.item(0).text() and "first" in view.list.item(0).text()
+    view.list.setCurrentRow(2)
+    qtbot.keyClick(view.list, Qt.Key.Key_Up, Qt.KeyboardModifier.AltModifier)
+    assert [j.request.prompt for j in window.controller.queue.pending] == ["third", "second"]
+    view.list.setCurrentRow(2)
+    qtbot.keyClick(view.list, Qt.Key.Key_Delete)
+    assert [j.request.prompt for j in window.controller.queue.pending] == ["third"]
+    finished: list[str] = []
+    window.controller.job_finished.connect(lambda _j, r: finished.append(r.request.prompt))
+    gate.set()
+    qtbot.waitUntil(lambda: finished == ["first", "third"], timeout=10_000)
+    qtbot.waitUntil(lambda: window.queue_view.empty_label.isVisible(), timeout=5_000)
+
+
+def test_pause_button_holds_queued_jobs_until_resumed(
+        qtbot: QtBot, window: MainWindow, fake_backend: FakeBackend) -> None:
+    qtbot.mouseClick(window.queue_view.pause_button, Qt.MouseButton.LeftButton)
+    assert window.controller.queue.paused and window.queue_view.pause_button.text() == "Resume"
+    _type_prompt(qtbot, window, "waits")
+    _press_generate(qtbot, window)
+    assert window.controller.queue.running is None and len(window.controller.queue.pending) == 1
+    with qtbot.waitSignal(window.controller.job_finished, timeout=10_000):
+        qtbot.mouseClick(window.queue_view.pause_button, Qt.MouseButton.LeftButton)
+
+
+def test_reuse_last_seed_puts_the_finished_images_seed_in_the_field(
+        qtbot: QtBot, window: MainWindow) -> None:
+    assert not window.panel.reuse_seed_button.isEnabled()
+    _type_prompt(qtbot, window, "seeded")
+    with qtbot.waitSignal(window.controller.job_finished, timeout=10_000) as blocker:
+        _press_generate(qtbot, window)
+    seed = blocker.args[1].images[0].seed
+    qtbot.mouseClick(window.panel.reuse_seed_button, Qt.MouseButton.LeftButton)
+    assert window.panel.seed_edit.text() == str(seed)
+    assert window.parameters.build_request().seed == seed
+    qtbot.mouseClick(window.panel.random_seed_button, Qt.MouseButton.LeftButton)
+    assert window.panel.seed_edit.text() == "" and window.parameters.build_request().seed == -1
+
+
+def test_restore_parameters_fills_prompts_and_sidebar(window: MainWindow) -> None:
+    applied = window.restore_parameters({"prompt": "from the gallery", "steps": 33,
+                                         "cfg_scale": 5.5, "seed": 42, "sampler": "Euler a",
+                                         "unknown": 1, "width": "not a number"})
+    assert set(applied) == {"prompt", "steps", "cfg_scale", "seed", "sampler"}
+    assert window.prompt_editor.text() == "from the gallery"
+    assert window.panel.steps_spin.value() == 33 and window.panel.cfg_spin.value() == 5.5
+    assert window.panel.seed_edit.text() == "42"
+    assert window.panel.sampler_combo.currentText() == "Euler a"
+
+
+def test_add_panel_adds_a_side_tab(window: MainWindow) -> None:
+    from PySide6.QtWidgets import QLabel
+
+    index = window.add_panel("Gallery", QLabel("gallery"))
+    assert window.side_tabs.tabText(index) == "Gallery"
+    window.show_panel("Gallery")
+    assert window.side_tabs.currentIndex() == index
+
+
+def test_every_control_has_a_tooltip(window: MainWindow) -> None:
+    panel = window.panel
+    controls = [panel.model_combo, panel.vae_combo, panel.sampler_combo, panel.steps_slider,
+                panel.steps_spin, panel.cfg_slider, panel.cfg_spin, panel.seed_edit,
+                panel.random_seed_button, panel.reuse_seed_button, panel.width_spin,
+                panel.height_spin, panel.size_preset_combo, panel.swap_button,
+                panel.aspect_lock_button, panel.batch_count_spin, panel.batch_size_spin,
+                panel.clip_skip_spin, window.prompt_editor.edit, window.negative_editor.edit,
+                window.queue_view.pause_button, window.prompt_editor.counter]
+    missing = [type(c).__name__ for c in controls if len(c.toolTip()) < 20]
+    assert missing == []
+    assert "oversaturate" in panel.cfg_spin.toolTip() and "6–9" in panel.cfg_spin.toolTip()
+    assert window.generate_action.toolTip() and window.cancel_action.toolTip()
