@@ -19,6 +19,7 @@ MAX_DEPTH = 24
 MAX_NODES = 5000
 SAMPLER_CLASSES = ("KSampler", "KSamplerAdvanced", "SamplerCustom", "SamplerCustomAdvanced")
 TEXT_INPUTS = ("text", "text_g", "text_l", "prompt", "string", "value")
+VALUE_INPUTS = ("value", "int", "float", "seed", "number")
 CHECKPOINT_INPUTS = ("ckpt_name", "unet_name", "model_name")
 
 _SAMPLERS = {
@@ -53,20 +54,25 @@ class _Graph:
             return self.nodes.get(str(value[0]))
         return None
 
-    def scalar(self, node: Mapping[str, Any], names: tuple[str, ...], depth: int = 0) -> Any:
+    def scalar(self, node: Mapping[str, Any], names: tuple[str, ...]) -> Any:
         """First of `names` among a node's inputs, following links to value nodes."""
-        if depth > MAX_DEPTH:
-            return None
-        inputs = self.inputs(node)
-        for name in names:
-            value = inputs.get(name)
-            target = self.linked(value)
-            if target is not None:
-                found = self.scalar(target, (*names, "value", "int", "float", "seed"), depth + 1)
-                if found is not None:
-                    return found
-            elif value is not None and not isinstance(value, list | dict):
-                return value
+        seen: set[int] = set()
+        current: Mapping[str, Any] | None = node
+        for _ in range(MAX_DEPTH):
+            if current is None or id(current) in seen:
+                return None
+            seen.add(id(current))
+            inputs = self.inputs(current)
+            current = None
+            for name in names:
+                value = inputs.get(name)
+                target = self.linked(value)
+                if target is not None:
+                    current = target  # a primitive/seed node: look for its value next
+                    break
+                if value is not None and not isinstance(value, list | dict):
+                    return value
+            names = (*names, *(n for n in VALUE_INPUTS if n not in names))
         return None
 
     def find_upstream(self, start: object, wanted: tuple[str, ...]) -> Any:
