@@ -1,0 +1,319 @@
+"""The diffusers engine behind the GUI worker and the CLI (the `Backend` protocol of api.py).
+
+One job, linearly: resolve the seed → load (or reuse) the model, swapping only the VAE when
+that is all that changed → encode the prompts A1111-style → for each of `batch_count` pipeline
+calls: CPU noise per image (seed+i), a fresh scheduler from the model's own config, the
+denoising loop with a step callback (progress in real model evaluations, a cheap preview of
+image 0, the cancel check) → our own VAE decode (latents cast to the VAE's dtype, which may be
+float32 under a float16 UNet) → PNG with metadata, written atomically.
+
+Cancel raises `GenerationCancelled` from the step callback: the loop stops at once, the VAE
+decode never runs, nothing is written, and the pipeline stays usable for the next job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import os
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from desktop_app.errors import OOM_HINT, ErrorKind, UserError, friendly_error
+from desktop_app.gallery import storage
+from desktop_app.gallery.metadata import ImageMetadata, save_png
+from desktop_app.pipeline.api import (
+    CancelToken,
+    DeviceInfo,
+    GeneratedImage,
+    GenerationCancelled,
+    GenerationRequest,
+    GenerationResult,
+    LoadCallback,
+    PreviewImage,
+    StepCallback,
+    StepUpdate,
+)
+from desktop_app.pipeline.backend.device import plan_device
+from desktop_app.pipeline.backend.loading import LoadedModel, load_model, swap_vae
+from desktop_app.pipeline.backend.noise import batch_noise
+from desktop_app.pipeline.backend.previews import StepCapture, make_previewer
+from desktop_app.pipeline.backend.samplers import build_scheduler, sampler_spec
+from desktop_app.pipeline.backend.text_encoding import encode_prompts
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _ModelKey:
+    model: str | None
+    model_config: str | None
+    prediction_type: str | None
+    device: str
+    low_vram: bool
+
+    @classmethod
+    def of(cls, request: GenerationRequest) -> _ModelKey:
+        model = str(Path(request.model).expanduser().resolve()) if request.model else None
+        return cls(model, request.model_config, request.prediction_type, request.device,
+                   request.low_vram)
+
+
+class _StepReporter:
+    """The `callback_on_step_end`: cancel check, progress, preview of image 0.
+
+    Progress counts model evaluations: the pipeline calls back once per entry of its timestep
+    list, which has two entries per step for second-order samplers (Heun, DPM2), so
+    `step = index + 1` of `pipe.num_timesteps` is exact. On CUDA the preview's copy to the host
+    is started asynchronously and published one step later (always including the last step),
+    so previews never stall the GPU queue.
+    """
+
+    def __init__(self, cancel: CancelToken, on_step: StepCallback, capture: StepCapture,
+                 previewer: Any, batch_index: int, batch_total: int) -> None:
+        self.cancel, self.on_step, self.capture = cancel, on_step, capture
+        self.previewer, self.batch_index, self.batch_total = previewer, batch_index, batch_total
+        self._pending: tuple[torch.Tensor, Any] | None = None
+
+    def __call__(self, pipe: Any, index: int, timestep: Any, kwargs: dict[str, Any]) -> Any:
+        self.cancel.raise_if_cancelled()
+        total = int(pipe.num_timesteps)
+        preview = self._preview(kwargs["latents"], last=index + 1 >= total)
+        self.on_step(StepUpdate(index + 1, total, self.batch_index, self.batch_total, preview))
+        return kwargs
+
+    def _preview(self, latents: torch.Tensor, *, last: bool) -> Any:
+        if self.previewer is None:
+            return None
+        rgb = self.previewer.rgb(self.capture.preview_latents(latents))
+        if rgb.device.type != "cuda":
+            return _preview_image(rgb)
+        ready, self._pending = self._pending, None
+        host = rgb.to("cpu", non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        if last:
+            event.synchronize()
+            return _preview_image(host)
+        self._pending = (host, event)
+        if ready is None:
+            return None
+        ready[1].synchronize()
+        return _preview_image(ready[0])
+
+
+def _preview_image(rgb: torch.Tensor) -> PreviewImage:
+    array = rgb.contiguous().numpy()
+    return PreviewImage(width=int(array.shape[1]), height=int(array.shape[0]),
+                        rgb=array.tobytes())
+
+
+@contextlib.contextmanager
+def _quiet_sde(sampler: str) -> Iterator[None]:
+    """torchsde warns when float32 rounding puts a query a hair before its interval start
+    ("Should have ta>=t0"); harmless, so silenced for the DPM++ SDE sampler only."""
+    if sampler_spec(sampler).scheduler != "DPMSolverSDEScheduler":
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Should have t[ab]>=t0", category=UserWarning)
+        yield
+
+
+def _translate(exc: BaseException) -> UserError:
+    """A UserError for any failure during a job; out-of-memory gets its own kind and hint."""
+    name = type(exc).__name__
+    if name == "OutOfMemoryError" or "out of memory" in str(exc).lower():
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return UserError(ErrorKind.out_of_memory, "The device ran out of memory.", OOM_HINT)
+    return friendly_error(exc)
+
+
+@torch.no_grad()
+def decode_latents(pipe: Any, latents: torch.Tensor) -> list[Any]:
+    """Full VAE decode to PIL images; latents are cast to the VAE's own dtype first."""
+    vae = pipe.vae
+    config = vae.config
+    latents = latents.to(dtype=vae.dtype)
+    mean, std = getattr(config, "latents_mean", None), getattr(config, "latents_std", None)
+    if mean is not None and std is not None:  # SDXL variants that normalise their latents
+        shape = (1, latents.shape[1], 1, 1)
+        mean_t = torch.tensor(mean).view(shape).to(latents.device, latents.dtype)
+        std_t = torch.tensor(std).view(shape).to(latents.device, latents.dtype)
+        latents = latents * std_t / config.scaling_factor + mean_t
+    else:
+        latents = latents / config.scaling_factor
+    image = vae.decode(latents, return_dict=False)[0]
+    return list(pipe.image_processor.postprocess(image, output_type="pil"))
+
+
+class DiffusersBackend:
+    """Generates images with diffusers; keeps the last model loaded between jobs.
+
+    `output` chooses where images go: None → the gallery (`outputs_dir()/YYYY-MM-DD/`), a
+    folder → numbered files in it, a `.png` path → that file (then `-1`, `-2`, … for further
+    images). `previews` False skips preview images (progress is still reported). TAESD
+    weights for previews are looked up in `taesd_folder` (default `data_dir()/models/taesd`).
+    """
+
+    def __init__(self, output: str | Path | None = None, *, previews: bool = True,
+                 taesd_folder: Path | None = None) -> None:
+        self.output = Path(output).expanduser() if output is not None else None
+        self.previews = previews
+        self.taesd_folder = taesd_folder
+        self._loaded: LoadedModel | None = None
+        self._key: _ModelKey | None = None
+        self._vae: str | None = None
+        self._scheduler_config: dict[str, Any] = {}
+        self._previewer: Any = None
+
+    # -- Backend protocol -------------------------------------------------------------------
+
+    def device_info(self) -> DeviceInfo:
+        """The device of the loaded model, or the one a load would use now."""
+        if self._loaded is not None:
+            return self._loaded.device.info
+        return plan_device("auto").info
+
+    def generate(self, request: GenerationRequest, cancel: CancelToken, on_step: StepCallback,
+                 on_load: LoadCallback | None = None) -> GenerationResult:
+        """Run one job; see the module docstring. Raises UserError or GenerationCancelled."""
+        request = request.resolved()
+        started = time.perf_counter()
+        try:
+            cancel.raise_if_cancelled()
+            loaded = self._ensure_model(request, on_load)
+            images = self._run(loaded, request, cancel, on_step)
+        except (GenerationCancelled, UserError):
+            raise
+        except Exception as exc:
+            log.exception("Generation failed")
+            raise _translate(exc) from exc
+        return GenerationResult(
+            request=request, images=tuple(images), device=loaded.device.info.description,
+            seconds=time.perf_counter() - started, model_name=loaded.name,
+            model_hash=loaded.sha256,
+        )
+
+    @property
+    def loaded(self) -> LoadedModel | None:
+        """The model currently loaded (None before the first job)."""
+        return self._loaded
+
+    # -- model ------------------------------------------------------------------------------
+
+    def _ensure_model(self, request: GenerationRequest, on_load: LoadCallback | None
+                      ) -> LoadedModel:
+        key = _ModelKey.of(request)
+        if self._loaded is not None and key == self._key:
+            if request.vae != self._vae:
+                swap_vae(self._loaded, request.vae)
+                self._vae = request.vae
+            return self._loaded
+        self._unload()
+        loaded = load_model(request.model, model_config=request.model_config, vae=request.vae,
+                            prediction_type=request.prediction_type, device=request.device,
+                            low_vram=request.low_vram, on_load=on_load)
+        loaded.pipe.set_progress_bar_config(disable=True)
+        self._loaded, self._key, self._vae = loaded, key, request.vae
+        self._scheduler_config = dict(loaded.pipe.scheduler.config)
+        is_xl = getattr(loaded.pipe, "text_encoder_2", None) is not None
+        self._previewer = make_previewer(is_xl, self.taesd_folder) if self.previews else None
+        return loaded
+
+    def _unload(self) -> None:
+        if self._loaded is None:
+            return
+        self._loaded = self._key = self._previewer = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    # -- generation -------------------------------------------------------------------------
+
+    def _run(self, loaded: LoadedModel, request: GenerationRequest, cancel: CancelToken,
+             on_step: StepCallback) -> list[GeneratedImage]:
+        pipe = loaded.pipe
+        conditioning = encode_prompts(pipe, request.prompt, request.negative_prompt,
+                                      request.clip_skip)
+        factor = int(pipe.vae_scale_factor)
+        shape = (int(pipe.unet.config.in_channels), request.height // factor,
+                 request.width // factor)
+        images: list[GeneratedImage] = []
+        for batch in range(request.batch_count):
+            cancel.raise_if_cancelled()
+            first = batch * request.batch_size
+            noise = batch_noise(request, first, request.batch_size, shape)
+            scheduler = build_scheduler(request.sampler, self._scheduler_config, noise.seeds)
+            pipe.scheduler = scheduler
+            reporter = _StepReporter(cancel, on_step, StepCapture(scheduler), self._previewer,
+                                     batch, request.batch_count)
+            device, dtype = pipe._execution_device, pipe.unet.dtype
+            try:
+                with _quiet_sde(request.sampler):
+                    latents = pipe(
+                        **conditioning.pipeline_kwargs(request.batch_size),
+                        latents=noise.latents.to(device=device, dtype=dtype),
+                        generator=noise.generators,
+                        num_inference_steps=request.steps,
+                        guidance_scale=request.cfg_scale,
+                        height=request.height,
+                        width=request.width,
+                        output_type="latent",
+                        callback_on_step_end=reporter,
+                    ).images
+            except BaseException:
+                pipe.maybe_free_model_hooks()  # skipped by the pipeline when a callback raises
+                raise
+            decoded = decode_latents(pipe, latents)
+            pipe.maybe_free_model_hooks()
+            for offset, image in enumerate(decoded):
+                images.append(self._save(loaded, request, first + offset, image))
+        return images
+
+    def _save(self, loaded: LoadedModel, request: GenerationRequest, index: int,
+              image: Any) -> GeneratedImage:
+        seed = request.seed_for(index)
+        meta = ImageMetadata.from_request(
+            request, batch_index=index, model_name=loaded.name, model_hash=loaded.sha256,
+            vae_name=loaded.vae_name, vae_hash=loaded.vae_sha256,
+        )
+        path = save_png(image, self._target(seed, index), meta)
+        return GeneratedImage(path=str(path), seed=seed, width=image.width, height=image.height,
+                              variation_seed=request.variation_seed_for(index))
+
+    def _target(self, seed: int, index: int) -> Path:
+        if self.output is None:
+            return storage.new_image_path(seed)
+        if self.output.suffix.lower() == ".png":
+            if index == 0:
+                return self.output
+            return self.output.with_name(f"{self.output.stem}-{index}{self.output.suffix}")
+        return _reserve_in(self.output, seed)
+
+
+def _reserve_in(folder: Path, seed: int) -> Path:
+    """A fresh `NNNNN-<seed>.png` directly in `folder`, reserved like the gallery's names."""
+    folder.mkdir(parents=True, exist_ok=True)
+    number = 1 + sum(1 for name in os.listdir(folder) if storage.is_image_name(name))
+    for _ in range(storage.MAX_ATTEMPTS):
+        path = folder / f"{number:05d}-{seed}.png"
+        if not path.exists():
+            try:
+                fd = os.open(storage.reservation_marker(path),
+                             os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                pass
+            else:
+                os.close(fd)
+                return path
+        number += 1
+    raise OSError(f"could not find a free image name in {folder}")

@@ -1,0 +1,22 @@
+"""The one way to get a generation engine; torch-free until called.
+
+The GUI worker and the CLI both call `create_backend()`; torch, diffusers and transformers are
+imported only then (in the worker thread, after the window is shown), never at app start-up.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from desktop_app.pipeline.api import Backend
+
+
+def create_backend(output: str | Path | None = None, *, previews: bool = True) -> Backend:
+    """A new diffusers backend. `output`: None → the gallery, else a folder or a `.png` path.
+
+    Importing the backend is the slow part (a few seconds: torch, diffusers); the model itself
+    is loaded by the first `generate` call and kept for the next ones.
+    """
+    from desktop_app.pipeline.backend.diffusers_backend import DiffusersBackend
+
+    return DiffusersBackend(output, previews=previews)
