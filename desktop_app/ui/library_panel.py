@@ -1,0 +1,386 @@
+"""The model library panel: browse, search, inspect and manage checkpoints, VAEs and decoders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QModelIndex, QRect, QSize, Qt, QUrl, Signal, Slot
+from PySide6.QtGui import QColor, QDesktopServices, QPainter, QPixmap
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListView,
+    QMessageBox,
+    QPushButton,
+    QSplitter,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop_app.library.store import VAE_AUTO, VAE_BAKED, LibraryItem
+from desktop_app.state.library_list import (
+    KIND_TEXT,
+    STATUS_TEXT,
+    ItemRole,
+    LibraryListModel,
+    family_label,
+)
+from desktop_app.state.library_state import LibraryState, needs_conversion, resolve_vae
+
+BADGE_COLOURS = {"sd15": "#3b7dd8", "sd2-512": "#8a5cd6", "sd2-768-v": "#b04fc4",
+                 "sdxl": "#d9822b"}
+KIND_FILTER_ITEMS = (("All", "all"), ("Checkpoints", "checkpoint"), ("VAEs", "vae"),
+                     ("Preview decoders", "taesd"), ("Problems", "problems"))
+
+
+class FamilyBadgeDelegate(QStyledItemDelegate):
+    """Draws the item as usual plus a coloured family badge (and a red one for problems)."""
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
+        super().paint(painter, option, index)
+        item = index.data(ItemRole)
+        if not isinstance(item, LibraryItem):
+            return
+        text = family_label(item.family) if item.status == "ok" else \
+            STATUS_TEXT.get(item.status, item.status)
+        colour = BADGE_COLOURS.get(item.family or "", "#777777") if item.status == "ok" \
+            else "#c0392b"
+        painter.save()
+        metrics = painter.fontMetrics()
+        width = metrics.horizontalAdvance(text) + 10
+        rect = QRect(option.rect.right() - width - 4, option.rect.top() + 4, width,
+                     metrics.height() + 2)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setBrush(QColor(colour))
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.drawRoundedRect(rect, 4, 4)
+        painter.setPen(QColor("white"))
+        painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, text)
+        painter.restore()
+
+
+class LibraryPanel(QWidget):
+    """Grid/list of library items with search, details and per-model actions.
+
+    Signals:
+        model_used(str, str): "Use" was pressed: the model path and the VAE path to use with it
+            ("" for the model's own VAE). The main window selects them in the sidebar.
+        library_changed(): items were added, removed or renamed (refresh pickers).
+
+    Dialogs go through replaceable callables (`confirm`, `ask_copy`, `choose_files`,
+    `choose_folder`, `open_url`) so tests can answer them.
+    """
+
+    model_used = Signal(str, str)
+    library_changed = Signal()
+
+    def __init__(self, state: LibraryState, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.model = LibraryListModel(state, self)
+        self.confirm = self._confirm_dialog
+        self.ask_copy = self._ask_copy_dialog
+        self.choose_files = self._choose_files_dialog
+        self.choose_folder = self._choose_folder_dialog
+        self.open_url = QDesktopServices.openUrl
+        self._current: LibraryItem | None = None
+        self.setAcceptDrops(True)
+        self._build()
+        self._connect()
+        self._show_details(None)
+
+    # -- construction ----------------------------------------------------------------------
+    def _build(self) -> None:
+        self.search_edit = QLineEdit(placeholderText="Search models…", clearButtonEnabled=True)
+        self.kind_combo = QComboBox()
+        for label, kind in KIND_FILTER_ITEMS:
+            self.kind_combo.addItem(label, kind)
+        self.grid_button = QToolButton(text="Grid", checkable=True)
+        self.add_file_button = QPushButton("Add file…")
+        self.add_folder_button = QPushButton("Add folder…")
+        self.rescan_button = QPushButton("Rescan")
+        top = QHBoxLayout()
+        for widget in (self.search_edit, self.kind_combo, self.grid_button,
+                       self.add_file_button, self.add_folder_button, self.rescan_button):
+            top.addWidget(widget)
+        top.setStretch(0, 1)
+
+        self.view = QListView()
+        self.view.setModel(self.model)
+        self.view.setItemDelegate(FamilyBadgeDelegate(self.view))
+        self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.view.setUniformItemSizes(True)
+        self.view.setIconSize(QSize(48, 48))
+
+        splitter = QSplitter()
+        splitter.addWidget(self.view)
+        splitter.addWidget(self._build_details())
+        splitter.setStretchFactor(0, 2)
+        splitter.setStretchFactor(1, 1)
+        self.status_label = QLabel(wordWrap=True)
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(splitter, 1)
+        layout.addWidget(self.status_label)
+
+    def _build_details(self) -> QWidget:
+        box = QWidget()
+        self.thumb_label = QLabel(alignment=Qt.AlignmentFlag.AlignCenter)
+        self.name_edit = QLineEdit()
+        self.name_edit.setToolTip("Display name (the file is not renamed)")
+        self.info_label = QLabel(wordWrap=True)
+        self.reason_label = QLabel(wordWrap=True)
+        self.path_label = QLabel(wordWrap=True)
+        self.path_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.hash_label = QLabel()
+        self.description_label = QLabel(wordWrap=True)
+        self.vae_combo = QComboBox()
+        self.use_button = QPushButton("Use")
+        self.reveal_button = QPushButton("Reveal in folder")
+        self.remove_button = QPushButton("Remove from library")
+        self.delete_button = QPushButton("Delete file…")
+        self.convert_button = QPushButton("Convert to .safetensors")
+        form = QFormLayout(box)
+        form.addRow(self.thumb_label)
+        form.addRow("Name", self.name_edit)
+        form.addRow("Kind", self.info_label)
+        form.addRow(self.reason_label)
+        form.addRow("File", self.path_label)
+        form.addRow("Hash", self.hash_label)
+        form.addRow(self.description_label)
+        form.addRow("VAE", self.vae_combo)
+        for button in (self.use_button, self.convert_button, self.reveal_button,
+                       self.remove_button, self.delete_button):
+            form.addRow(button)
+        return box
+
+    def _connect(self) -> None:
+        self.search_edit.textChanged.connect(lambda text: self.model.set_filter(text=text))
+        self.kind_combo.currentIndexChanged.connect(
+            lambda _i: self.model.set_filter(kind=self.kind_combo.currentData()))
+        self.grid_button.toggled.connect(self.set_grid_mode)
+        self.add_file_button.clicked.connect(self._on_add_file_clicked)
+        self.add_folder_button.clicked.connect(self._on_add_folder_clicked)
+        self.rescan_button.clicked.connect(self.state.refresh)
+        self.view.selectionModel().currentChanged.connect(self._on_view_current_changed)
+        self.model.modelReset.connect(self._on_model_reset)
+        self.model.dataChanged.connect(self._on_model_data_changed)
+        self.name_edit.editingFinished.connect(self._on_name_edit_finished)
+        self.vae_combo.activated.connect(self._on_vae_combo_activated)
+        self.use_button.clicked.connect(self._on_use_clicked)
+        self.reveal_button.clicked.connect(self._on_reveal_clicked)
+        self.remove_button.clicked.connect(self._on_remove_clicked)
+        self.delete_button.clicked.connect(self._on_delete_clicked)
+        self.convert_button.clicked.connect(self._on_convert_clicked)
+        self.state.error_raised.connect(self._on_state_error_raised)
+        self.state.message_posted.connect(self.status_label.setText)
+        self.state.items_changed.connect(self.library_changed)
+        self.state.busy_changed.connect(self._on_state_busy_changed)
+
+    # -- public ----------------------------------------------------------------------------
+    def set_grid_mode(self, grid: bool) -> None:
+        """Icon grid (thumbnails) or a compact list."""
+        mode = QListView.ViewMode.IconMode if grid else QListView.ViewMode.ListMode
+        self.view.setViewMode(mode)
+        self.view.setIconSize(QSize(128, 128) if grid else QSize(48, 48))
+        self.view.setGridSize(QSize(180, 180) if grid else QSize())
+        self.view.setResizeMode(QListView.ResizeMode.Adjust)
+
+    def select_path(self, path: str) -> bool:
+        """Select the row of `path` (False if it is not shown)."""
+        row = self.model.row_of(path)
+        if row < 0:
+            return False
+        self.view.setCurrentIndex(self.model.index(row))
+        return True
+
+    @property
+    def current_item(self) -> LibraryItem | None:
+        return self._current
+
+    def add_paths(self, paths: list[Path]) -> None:
+        """Add dropped/picked paths: folders in place; files in place or copied (asks)."""
+        if not paths:
+            return
+        copy = False
+        if any(p.is_file() for p in paths):
+            answer = self.ask_copy(paths)
+            if answer is None:
+                return
+            copy = answer
+        self.state.add_paths(paths, copy=copy)
+
+    # -- details ---------------------------------------------------------------------------
+    def _show_details(self, item: LibraryItem | None) -> None:
+        self._current = item
+        for widget in (self.name_edit, self.vae_combo, self.use_button, self.reveal_button,
+                       self.remove_button, self.delete_button):
+            widget.setEnabled(item is not None)
+        self.convert_button.setVisible(item is not None and needs_conversion(item))
+        if item is None:
+            for label in (self.info_label, self.reason_label, self.path_label, self.hash_label,
+                          self.description_label, self.thumb_label):
+                label.clear()
+            self.name_edit.clear()
+            return
+        self.name_edit.setText(item.name)
+        kind = KIND_TEXT.get(item.kind, item.kind)
+        self.info_label.setText(f"{kind} · {family_label(item.family)} · "
+                                f"{STATUS_TEXT.get(item.status, item.status)} · "
+                                f"{item.size / 1e9:.2f} GB")
+        self.reason_label.setText(item.reason)
+        self.reason_label.setStyleSheet("" if item.status == "ok" else "color: #c0392b;")
+        self.path_label.setText(item.path)
+        self.hash_label.setText(item.short_hash or "computing…")
+        self.description_label.setText(item.description)
+        thumb = item.has_thumbnail and self.state.thumbnail(item.path)
+        pixmap = QPixmap()
+        if thumb:
+            pixmap.loadFromData(thumb)
+        self.thumb_label.setPixmap(pixmap.scaled(160, 160, Qt.AspectRatioMode.KeepAspectRatio)
+                                   if not pixmap.isNull() else QPixmap())
+        usable = item.kind == "checkpoint" and item.status == "ok" and not needs_conversion(item)
+        self.use_button.setEnabled(usable)
+        self.vae_combo.setEnabled(item.kind == "checkpoint")
+        self._fill_vae_combo(item)
+
+    def _fill_vae_combo(self, item: LibraryItem) -> None:
+        self.vae_combo.clear()
+        self.vae_combo.addItem("The model's own (baked in)", VAE_BAKED)
+        self.vae_combo.addItem("Automatic (<model>.vae.* next to it, else baked)", VAE_AUTO)
+        for vae in self.state.vae_files():
+            self.vae_combo.addItem(vae.name, vae.path)
+        index = self.vae_combo.findData(item.vae)
+        if index < 0:  # a VAE file that is no longer in the library
+            self.vae_combo.addItem(f"{Path(item.vae).name} (not in the library)", item.vae)
+            index = self.vae_combo.count() - 1
+        self.vae_combo.setCurrentIndex(index)
+
+    # -- slots -----------------------------------------------------------------------------
+    @Slot(QModelIndex, QModelIndex)
+    def _on_view_current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        self._show_details(current.data(ItemRole) if current.isValid() else None)
+
+    @Slot()
+    def _on_model_reset(self) -> None:
+        path = self._current.path if self._current else None
+        if path is None or not self.select_path(path):
+            self._show_details(None)
+
+    @Slot(QModelIndex, QModelIndex)
+    def _on_model_data_changed(self, top: QModelIndex, _bottom: QModelIndex) -> None:
+        item = top.data(ItemRole)
+        if self._current is not None and isinstance(item, LibraryItem) \
+                and item.path == self._current.path:
+            self._show_details(item)
+
+    @Slot()
+    def _on_name_edit_finished(self) -> None:
+        item = self._current
+        if item is not None and self.name_edit.text().strip() != item.name:
+            self.state.set_display_name(item.path, self.name_edit.text())
+            self.library_changed.emit()
+
+    @Slot(int)
+    def _on_vae_combo_activated(self, index: int) -> None:
+        if self._current is not None:
+            self.state.set_vae(self._current.path, str(self.vae_combo.itemData(index)))
+
+    @Slot()
+    def _on_use_clicked(self) -> None:
+        item = self._current
+        if item is not None:
+            self.model_used.emit(item.path, resolve_vae(item) or "")
+
+    @Slot()
+    def _on_reveal_clicked(self) -> None:
+        if self._current is not None:
+            self.open_url(QUrl.fromLocalFile(str(Path(self._current.path).parent)))
+
+    @Slot()
+    def _on_remove_clicked(self) -> None:
+        if self._current is not None:
+            self.state.remove(self._current.path)
+            self.status_label.setText("Removed from the library; the file was not touched.")
+
+    @Slot()
+    def _on_delete_clicked(self) -> None:
+        item = self._current
+        if item is None:
+            return
+        if self.confirm("Delete model file?",
+                        f"Move {Path(item.path).name} to the trash?\n\n{item.path}\n\n"
+                        "This deletes your file, not just the library entry."):
+            self.state.delete_file(item.path)
+
+    @Slot()
+    def _on_convert_clicked(self) -> None:
+        if self._current is not None:
+            self.status_label.setText("Converting… (only known-safe pickle contents are read)")
+            self.state.convert(self._current.path)
+
+    @Slot()
+    def _on_add_file_clicked(self) -> None:
+        self.add_paths(self.choose_files())
+
+    @Slot()
+    def _on_add_folder_clicked(self) -> None:
+        folder = self.choose_folder()
+        if folder is not None:
+            self.add_paths([folder])
+
+    @Slot(object)
+    def _on_state_error_raised(self, error: object) -> None:
+        self.status_label.setText(f"⚠ {error}")
+
+    @Slot(bool)
+    def _on_state_busy_changed(self, busy: bool) -> None:
+        self.rescan_button.setEnabled(not busy)
+        if busy:
+            self.status_label.setText("Working…")
+
+    # -- drag and drop ---------------------------------------------------------------------
+    def dragEnterEvent(self, event):
+        if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event):
+        paths = [Path(u.toLocalFile()) for u in event.mimeData().urls() if u.isLocalFile()]
+        event.acceptProposedAction()
+        self.add_paths(paths)
+
+    # -- default dialogs -------------------------------------------------------------------
+    def _confirm_dialog(self, title: str, text: str) -> bool:
+        answer = QMessageBox.question(self, title, text, QMessageBox.StandardButton.Yes
+                                      | QMessageBox.StandardButton.Cancel,
+                                      QMessageBox.StandardButton.Cancel)
+        return answer == QMessageBox.StandardButton.Yes
+
+    def _ask_copy_dialog(self, paths: list[Path]) -> bool | None:
+        box = QMessageBox(QMessageBox.Icon.Question, "Add model files",
+                          "Use the file where it is, or copy it into the app's library?",
+                          parent=self)
+        in_place = box.addButton("Use in place", QMessageBox.ButtonRole.AcceptRole)
+        copy = box.addButton("Copy into library", QMessageBox.ButtonRole.ActionRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.exec()
+        clicked = box.clickedButton()
+        return False if clicked is in_place else True if clicked is copy else None
+
+    def _choose_files_dialog(self) -> list[Path]:
+        files, _ = QFileDialog.getOpenFileNames(
+            self, "Add model files", "", "Models (*.safetensors *.ckpt *.pt *.pth);;All (*)")
+        return [Path(f) for f in files]
+
+    def _choose_folder_dialog(self) -> Path | None:
+        folder = QFileDialog.getExistingDirectory(
+            self, "Adopt a model folder (A1111, ComfyUI, InvokeAI or any folder)")
+        return Path(folder) if folder else None
