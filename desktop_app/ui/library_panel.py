@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QModelIndex, QRect, QSize, Qt, QUrl, Signal, Slot
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, QSize, Qt, QUrl, Signal, Slot
 from PySide6.QtGui import QColor, QDesktopServices, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -44,7 +44,8 @@ KIND_FILTER_ITEMS = (("All", "all"), ("Checkpoints", "checkpoint"), ("VAEs", "va
 class FamilyBadgeDelegate(QStyledItemDelegate):
     """Draws the item as usual plus a coloured family badge (and a red one for problems)."""
 
-    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem,
+              index: QModelIndex | QPersistentModelIndex) -> None:
         super().paint(painter, option, index)
         item = index.data(ItemRole)
         if not isinstance(item, LibraryItem):
@@ -103,7 +104,9 @@ class LibraryPanel(QWidget):
         self.kind_combo = QComboBox()
         for label, kind in KIND_FILTER_ITEMS:
             self.kind_combo.addItem(label, kind)
-        self.grid_button = QToolButton(text="Grid", checkable=True)
+        self.grid_button = QToolButton()
+        self.grid_button.setText("Grid")
+        self.grid_button.setCheckable(True)
         self.add_file_button = QPushButton("Add file…")
         self.add_folder_button = QPushButton("Add folder…")
         self.rescan_button = QPushButton("Rescan")
