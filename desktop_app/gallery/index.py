@@ -1,0 +1,400 @@
+"""The gallery's SQLite index: a disposable cache of what the image files say.
+
+- `gallery.sqlite3` (in `paths.data_dir()`, WAL) holds one row per image file under the
+  gallery roots plus an FTS5 table over prompt, negative prompt, model, sampler and seed.
+  It is ONLY an index: delete it (or let it be corrupted) and `GalleryIndex` rebuilds it
+  from the files. `scan()` is incremental: files whose path, size and mtime are unchanged
+  are not read again; files added or removed outside the app are picked up.
+- `gallery_state.sqlite3` (same folder, attached as `state`) holds what the files cannot:
+  favourites and extra root folders (`gallery import DIR`). It survives index rebuilds.
+  Favourites are keyed by the image's absolute path; moving a file outside the app drops
+  its star (the file itself is never modified to store one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from desktop_app import paths
+from desktop_app.gallery import storage
+from desktop_app.gallery.metadata import ImageMetadata, read_image_metadata
+
+log = logging.getLogger(__name__)
+
+INDEX_NAME = "gallery.sqlite3"
+STATE_NAME = "gallery_state.sqlite3"
+SCHEMA_VERSION = 1
+BATCH = 500
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS images (
+    id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE, root TEXT NOT NULL,
+    size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, created REAL NOT NULL,
+    prompt TEXT NOT NULL DEFAULT '', negative_prompt TEXT NOT NULL DEFAULT '',
+    model TEXT NOT NULL DEFAULT '', sampler TEXT NOT NULL DEFAULT '', seed INTEGER,
+    steps INTEGER, cfg REAL, width INTEGER, height INTEGER, source TEXT NOT NULL DEFAULT '');
+CREATE INDEX IF NOT EXISTS images_created ON images(created);
+CREATE INDEX IF NOT EXISTS images_model ON images(model, created);
+CREATE INDEX IF NOT EXISTS images_seed ON images(seed);
+CREATE INDEX IF NOT EXISTS images_root ON images(root);
+CREATE VIRTUAL TABLE IF NOT EXISTS images_fts USING fts5(
+    prompt, negative_prompt, model, sampler, seed, content='images', content_rowid='id');
+CREATE TRIGGER IF NOT EXISTS images_ai AFTER INSERT ON images BEGIN
+    INSERT INTO images_fts(rowid, prompt, negative_prompt, model, sampler, seed)
+    VALUES (new.id, new.prompt, new.negative_prompt, new.model, new.sampler, new.seed); END;
+CREATE TRIGGER IF NOT EXISTS images_ad AFTER DELETE ON images BEGIN
+    INSERT INTO images_fts(images_fts, rowid, prompt, negative_prompt, model, sampler, seed)
+    VALUES ('delete', old.id, old.prompt, old.negative_prompt, old.model, old.sampler,
+            old.seed); END;
+CREATE TRIGGER IF NOT EXISTS images_au AFTER UPDATE ON images BEGIN
+    INSERT INTO images_fts(images_fts, rowid, prompt, negative_prompt, model, sampler, seed)
+    VALUES ('delete', old.id, old.prompt, old.negative_prompt, old.model, old.sampler,
+            old.seed);
+    INSERT INTO images_fts(rowid, prompt, negative_prompt, model, sampler, seed)
+    VALUES (new.id, new.prompt, new.negative_prompt, new.model, new.sampler, new.seed); END;
+"""
+_STATE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS state.favourites (path TEXT PRIMARY KEY, added REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS state.roots (path TEXT PRIMARY KEY, added REAL NOT NULL);
+"""
+_COLUMNS = ("id, path, prompt, negative_prompt, model, sampler, seed, steps, cfg, width, "
+            "height, created, size, source")
+
+
+class SortOrder(enum.Enum):
+    """How the grid is ordered."""
+
+    newest = "newest"
+    oldest = "oldest"
+    model = "model"
+    seed = "seed"
+
+
+_ORDER = {
+    SortOrder.newest: "created DESC, id DESC",
+    SortOrder.oldest: "created ASC, id ASC",
+    SortOrder.model: "model ASC, created DESC",
+    SortOrder.seed: "seed ASC, id ASC",
+}
+
+
+@dataclass(frozen=True)
+class GalleryQuery:
+    """Search text (FTS, every word must match as a prefix), filters and sort order.
+
+    Dates are Unix timestamps (inclusive); `model` matches the model name exactly.
+    """
+
+    search: str = ""
+    model: str | None = None
+    date_from: float | None = None
+    date_to: float | None = None
+    favourites_only: bool = False
+    sort: SortOrder = SortOrder.newest
+
+
+@dataclass(frozen=True)
+class GalleryEntry:
+    """One indexed image, as the grid and the CLI show it."""
+
+    id: int
+    path: str
+    prompt: str
+    negative_prompt: str
+    model: str
+    sampler: str
+    seed: int | None
+    steps: int | None
+    cfg: float | None
+    width: int | None
+    height: int | None
+    created: float
+    size: int
+    source: str
+    favourite: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        """The object `gallery list --json` prints."""
+        size = f"{self.width}x{self.height}" if self.width and self.height else None
+        return {"path": self.path, "prompt": self.prompt,
+                "negative_prompt": self.negative_prompt, "seed": self.seed,
+                "steps": self.steps, "sampler": self.sampler, "cfg": self.cfg,
+                "width": self.width, "height": self.height, "size": size,
+                "model": self.model, "source": self.source, "favourite": self.favourite,
+                "created": datetime.fromtimestamp(self.created).isoformat(timespec="seconds")}
+
+
+@dataclass(frozen=True)
+class ScanStats:
+    """What a scan changed."""
+
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+
+
+def fts_expression(text: str) -> str:
+    """User words → an FTS5 query: each word quoted (no syntax errors) and prefix-matched."""
+    words = [w.replace('"', '""') for w in text.split() if w.strip('"')]
+    return " AND ".join(f'"{w}"*' for w in words[:32])
+
+
+def _created(meta: ImageMetadata | None, mtime: float) -> float:
+    if meta is not None and meta.created:
+        with contextlib.suppress(ValueError, OverflowError, OSError):
+            return datetime.fromisoformat(meta.created).timestamp()
+    return mtime
+
+
+def _row(path: str, root: str, st: os.stat_result,
+         meta: ImageMetadata | None) -> tuple[object, ...]:
+    m = meta or ImageMetadata(source="")
+    seed = m.seed if m.seed is None or -(2**63) <= m.seed < 2**63 else None
+    return (path, root, st.st_size, st.st_mtime_ns, _created(meta, st.st_mtime),
+            m.prompt, m.negative_prompt, m.model_name, m.sampler, seed, m.steps,
+            m.cfg_scale, m.width, m.height, m.source if meta is not None else "")
+
+
+_UPSERT = """INSERT INTO images (path, root, size, mtime_ns, created, prompt, negative_prompt,
+    model, sampler, seed, steps, cfg, width, height, source)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT(path) DO UPDATE SET root=excluded.root, size=excluded.size,
+    mtime_ns=excluded.mtime_ns, created=excluded.created, prompt=excluded.prompt,
+    negative_prompt=excluded.negative_prompt, model=excluded.model, sampler=excluded.sampler,
+    seed=excluded.seed, steps=excluded.steps, cfg=excluded.cfg, width=excluded.width,
+    height=excluded.height, source=excluded.source"""
+
+
+def _entry(row: tuple[object, ...]) -> GalleryEntry:
+    values = list(row)
+    values[-1] = bool(values[-1])
+    return GalleryEntry(*values)  # type: ignore[arg-type]
+
+
+def _norm(path: Path | str) -> str:
+    return os.path.normpath(os.path.abspath(os.fspath(path)))
+
+
+class GalleryIndex:
+    """The index over all gallery roots (the outputs folder plus imported folders).
+
+    One instance per thread (SQLite connections are not shared); WAL lets a scanning
+    thread write while the GUI reads.
+    """
+
+    def __init__(self, folder: Path | None = None, default_root: Path | None = None) -> None:
+        self.folder = Path(folder) if folder is not None else paths.data_dir()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.default_root = _norm(default_root if default_root is not None
+                                  else paths.outputs_dir())
+        self.db_path = self.folder / INDEX_NAME
+        self.conn = self._open()
+
+    # -- connection -------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None,
+                               check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("ATTACH DATABASE ? AS state", (str(self.folder / STATE_NAME),))
+        conn.execute("PRAGMA state.journal_mode=WAL")
+        conn.executescript(_STATE_SCHEMA)
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, SCHEMA_VERSION):
+            raise sqlite3.DatabaseError(f"index schema {version}")
+        conn.executescript(_SCHEMA)
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        conn.execute("SELECT count(*) FROM images_fts WHERE images_fts MATCH 'x'").fetchone()
+        return conn
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            return self._connect()
+        except sqlite3.DatabaseError as exc:
+            # Unreadable or foreign index: it is only a cache, so start a fresh one.
+            log.warning("gallery index %s unusable (%s); rebuilding it", self.db_path, exc)
+            self._discard_files()
+            return self._connect()
+
+    def _discard_files(self) -> None:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{self.db_path}{suffix}").unlink(missing_ok=True)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    # -- roots ------------------------------------------------------------------------------
+    def roots(self) -> list[str]:
+        """The outputs folder first, then imported folders, in import order."""
+        extra = [r for (r,) in self.conn.execute("SELECT path FROM state.roots ORDER BY added")]
+        return [self.default_root, *[r for r in extra if r != self.default_root]]
+
+    def add_root(self, folder: Path) -> str:
+        """Index `folder` in place from now on (call scan() afterwards)."""
+        root = _norm(folder)
+        self.conn.execute("INSERT OR IGNORE INTO state.roots VALUES (?, ?)", (root, time.time()))
+        return root
+
+    def _root_of(self, path: str) -> str:
+        matches = [r for r in self.roots() if path.startswith(r.rstrip(os.sep) + os.sep)]
+        return max(matches, key=len) if matches else os.path.dirname(path)
+
+    # -- scanning ---------------------------------------------------------------------------
+    def _walk(self, root: str, skip: set[str]) -> Iterator[tuple[str, os.stat_result]]:
+        for folder, dirs, files in os.walk(root):
+            dirs[:] = [d for d in dirs
+                       if not d.startswith(".") and os.path.join(folder, d) not in skip]
+            for name in files:
+                if storage.is_image_name(name):
+                    full = os.path.join(folder, name)
+                    with contextlib.suppress(OSError):
+                        yield full, os.stat(full)
+
+    def scan(self, progress: Callable[[int], None] | None = None,
+             cancelled: Callable[[], bool] | None = None) -> ScanStats:
+        """Bring the index in line with the files under every root (incremental)."""
+        added = updated = removed = unchanged = 0
+        roots = self.roots()
+        self.conn.execute(f"DELETE FROM images WHERE root NOT IN ({','.join('?' * len(roots))})",
+                          roots)
+        for root in roots:
+            known = {p: (s, m) for p, s, m in self.conn.execute(
+                "SELECT path, size, mtime_ns FROM images WHERE root = ?", (root,))}
+            others = {r for r in roots if r != root and r.startswith(root + os.sep)}
+            pending: list[tuple[object, ...]] = []
+            seen: set[str] = set()
+            for path, st in self._walk(root, others):
+                if cancelled is not None and cancelled():
+                    break
+                seen.add(path)
+                previous = known.get(path)
+                if previous == (st.st_size, st.st_mtime_ns):
+                    unchanged += 1
+                    continue
+                pending.append(_row(path, root, st, read_image_metadata(Path(path))))
+                added, updated = (added + 1, updated) if previous is None else (added, updated + 1)
+                if len(pending) >= BATCH:
+                    self._write(pending)
+                    if progress is not None:
+                        progress(added + updated + unchanged)
+            self._write(pending)
+            if cancelled is not None and cancelled():
+                break
+            gone = [(p,) for p in known if p not in seen]
+            with self._transaction() as conn:
+                conn.executemany("DELETE FROM images WHERE path = ?", gone)
+            removed += len(gone)
+        return ScanStats(added, updated, removed, unchanged)
+
+    def _write(self, rows: list[tuple[object, ...]]) -> None:
+        if rows:
+            with self._transaction() as conn:
+                conn.executemany(_UPSERT, rows)
+            rows.clear()
+
+    def rebuild(self) -> ScanStats:
+        """Throw the index away and build it again from the files (favourites are kept)."""
+        self.conn.close()
+        self._discard_files()
+        self.conn = self._open()
+        return self.scan()
+
+    def add_file(self, path: Path | str) -> GalleryEntry | None:
+        """Index one image now (a freshly generated one); None if it is not a readable file."""
+        full = _norm(path)
+        try:
+            st = os.stat(full)
+        except OSError:
+            return None
+        row = _row(full, self._root_of(full), st, read_image_metadata(Path(full)))
+        self._write([row])
+        return self.entry(full)
+
+    def remove_path(self, path: Path | str) -> None:
+        """Forget one image (after it was deleted or moved away)."""
+        self.conn.execute("DELETE FROM images WHERE path = ?", (_norm(path),))
+
+    # -- favourites -------------------------------------------------------------------------
+    def set_favourite(self, path: Path | str, favourite: bool) -> None:
+        """Star or unstar an image (kept in the state file, survives rebuilds)."""
+        if favourite:
+            self.conn.execute("INSERT OR IGNORE INTO state.favourites VALUES (?, ?)",
+                              (_norm(path), time.time()))
+        else:
+            self.conn.execute("DELETE FROM state.favourites WHERE path = ?", (_norm(path),))
+
+    def is_favourite(self, path: Path | str) -> bool:
+        row = self.conn.execute("SELECT 1 FROM state.favourites WHERE path = ?", (_norm(path),))
+        return row.fetchone() is not None
+
+    # -- queries ----------------------------------------------------------------------------
+    def _where(self, query: GalleryQuery) -> tuple[str, list[object]]:
+        clauses: list[str] = []
+        args: list[object] = []
+        expression = fts_expression(query.search)
+        if expression:
+            clauses.append("id IN (SELECT rowid FROM images_fts WHERE images_fts MATCH ?)")
+            args.append(expression)
+        if query.model is not None:
+            clauses.append("model = ?")
+            args.append(query.model)
+        if query.date_from is not None:
+            clauses.append("created >= ?")
+            args.append(query.date_from)
+        if query.date_to is not None:
+            clauses.append("created <= ?")
+            args.append(query.date_to)
+        if query.favourites_only:
+            clauses.append("path IN (SELECT path FROM state.favourites)")
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
+
+    def query(self, query: GalleryQuery, limit: int = 200, offset: int = 0) -> list[GalleryEntry]:
+        """One page of matching images in the query's sort order."""
+        where, args = self._where(query)
+        sql = (f"SELECT {_COLUMNS}, path IN (SELECT path FROM state.favourites) FROM images"
+               f"{where} ORDER BY {_ORDER[query.sort]} LIMIT ? OFFSET ?")
+        return [_entry(row) for row in self.conn.execute(sql, [*args, limit, offset])]
+
+    def count(self, query: GalleryQuery) -> int:
+        """How many images match."""
+        where, args = self._where(query)
+        return int(self.conn.execute(f"SELECT count(*) FROM images{where}", args).fetchone()[0])
+
+    def entry(self, path: Path | str) -> GalleryEntry | None:
+        """The indexed record of one file."""
+        full = _norm(path)
+        row = self.conn.execute(
+            f"SELECT {_COLUMNS}, path IN (SELECT path FROM state.favourites) FROM images "
+            "WHERE path = ?", (full,)).fetchone()
+        return _entry(row) if row else None
+
+    def models(self) -> list[str]:
+        """Distinct model names, for the filter box."""
+        return [m for (m,) in self.conn.execute(
+            "SELECT DISTINCT model FROM images WHERE model != '' ORDER BY model")]
+
+    def snapshot(self) -> list[tuple[object, ...]]:
+        """Every row without ids (tests compare a live index with a rebuilt one)."""
+        return sorted(self.conn.execute(
+            "SELECT path, root, size, mtime_ns, created, prompt, negative_prompt, model, sampler,"
+            " seed, steps, cfg, width, height, source FROM images"))
