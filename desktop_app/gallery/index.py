@@ -67,7 +67,7 @@ CREATE TABLE IF NOT EXISTS state.favourites (path TEXT PRIMARY KEY, added REAL N
 CREATE TABLE IF NOT EXISTS state.roots (path TEXT PRIMARY KEY, added REAL NOT NULL);
 """
 _COLUMNS = ("id, path, prompt, negative_prompt, model, sampler, seed, steps, cfg, width, "
-            "height, created, size, source")
+            "height, created, size, source, mtime_ns")
 
 
 class SortOrder(enum.Enum):
@@ -120,6 +120,7 @@ class GalleryEntry:
     created: float
     size: int
     source: str
+    mtime_ns: int = 0
     favourite: bool = False
 
     def to_json(self) -> dict[str, object]:
@@ -255,6 +256,10 @@ class GalleryIndex:
         self.conn.execute("INSERT OR IGNORE INTO state.roots VALUES (?, ?)", (root, time.time()))
         return root
 
+    def entry_root(self, path: Path | str) -> str:
+        """The gallery root folder an image belongs to (its folder if under none)."""
+        return self._root_of(_norm(path))
+
     def _root_of(self, path: str) -> str:
         matches = [r for r in self.roots() if path.startswith(r.rstrip(os.sep) + os.sep)]
         return max(matches, key=len) if matches else os.path.dirname(path)
@@ -313,10 +318,13 @@ class GalleryIndex:
             rows.clear()
 
     def rebuild(self) -> ScanStats:
-        """Throw the index away and build it again from the files (favourites are kept)."""
-        self.conn.close()
-        self._discard_files()
-        self.conn = self._open()
+        """Forget every row and index the files again (favourites are kept).
+
+        Rows are deleted rather than the file, so other open connections stay valid.
+        """
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM images")
+            conn.execute("INSERT INTO images_fts(images_fts) VALUES ('rebuild')")
         return self.scan()
 
     def add_file(self, path: Path | str) -> GalleryEntry | None:

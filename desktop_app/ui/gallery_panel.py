@@ -1,0 +1,370 @@
+"""`GalleryPanel`: the gallery tab — search, filters, virtualised grid, detail, actions."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from PySide6.QtCore import QThreadPool, QTimer, QUrl, Signal, Slot
+from PySide6.QtGui import QDesktopServices, QGuiApplication, QImage
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListView,
+    QPushButton,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop_app import paths
+from desktop_app.errors import UserError
+from desktop_app.gallery import storage, trash
+from desktop_app.gallery.index import GalleryEntry, GalleryIndex, GalleryQuery, SortOrder
+from desktop_app.gallery.metadata import read_image_metadata
+from desktop_app.gallery.restore import ModelLookup, restore_parameters
+from desktop_app.state.gallery_list_model import EntryRole, GalleryListModel
+from desktop_app.state.gallery_thumbnails import GalleryScanner, ThumbnailLoader
+from desktop_app.ui.gallery_detail import CELL, GalleryDelegate, GalleryDetailView
+
+log = logging.getLogger(__name__)
+
+SEARCH_DEBOUNCE_MS = 250
+UNDO_WINDOW_MS = 30_000
+DATE_RANGES = (("Any time", None), ("Today", 0), ("Last 7 days", 7), ("Last 30 days", 30),
+               ("Last 365 days", 365))
+SORTS = (("Newest first", SortOrder.newest), ("Oldest first", SortOrder.oldest),
+         ("By model", SortOrder.model), ("By seed", SortOrder.seed))
+
+
+class GalleryPanel(QWidget):
+    """Every generated image, searchable; restores parameters from any image.
+
+    Embed it, call `add_image(path)` for each freshly saved image, connect
+    `parameters_restored` to the sidebar, and `restore_from_file(path)` for files dropped on
+    the main window. Call `shutdown()` before the application quits.
+
+    Signals:
+        parameters_restored(dict): GenerationRequest field names → values to apply
+            ("Use these parameters" or an image dropped on the gallery).
+        restore_warning(str): what could not be restored (unknown model, …), for the user.
+        message_posted(str): a status message (scan results, errors of an action).
+        image_selected(str): path of the image shown in the detail view.
+    """
+
+    parameters_restored = Signal(dict)
+    restore_warning = Signal(str)
+    message_posted = Signal(str)
+    image_selected = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None, *, index_folder: Path | None = None,
+                 outputs: Path | None = None, model_lookup: ModelLookup | None = None,
+                 scan_on_start: bool = True) -> None:
+        super().__init__(parent)
+        self.model_lookup = model_lookup
+        self.open_url: Callable[[QUrl], object] = QDesktopServices.openUrl
+        folder = index_folder if index_folder is not None else paths.data_dir()
+        root = outputs if outputs is not None else paths.outputs_dir()
+        self.index = GalleryIndex(folder, root)
+        self.pool = QThreadPool(self)
+        self.pool.setMaxThreadCount(2)
+        self.loader = ThumbnailLoader(self.pool, self)
+        self.scanner = GalleryScanner(self.pool, folder, root, self)
+        self.model = GalleryListModel(self.index, self.loader, self)
+        self._pending_delete: trash.TrashedImage | None = None
+        self._build()
+        self.setAcceptDrops(True)
+        self.scanner.scan_finished.connect(self._on_scanner_scan_finished)
+        self.scanner.scan_failed.connect(self._on_scanner_scan_failed)
+        self.model.count_changed.connect(self._on_model_count_changed)
+        self._reload_models()
+        self.model.refresh()
+        if scan_on_start:
+            trash.purge_leftovers(self.index.roots())
+            self.rescan()
+
+    # -- construction -----------------------------------------------------------------------
+    def _build(self) -> None:
+        self.search_edit = QLineEdit(placeholderText="Search prompts, models, seeds…")
+        self.search_edit.setClearButtonEnabled(True)
+        self.model_combo = QComboBox()
+        self.date_combo = QComboBox()
+        for label, days in DATE_RANGES:
+            self.date_combo.addItem(label, days)
+        self.favourites_check = QCheckBox("★ only")
+        self.sort_combo = QComboBox()
+        for label, order in SORTS:
+            self.sort_combo.addItem(label, order)
+        self.rescan_button = QPushButton("Rescan")
+        self.count_label = QLabel()
+        bar = QHBoxLayout()
+        for widget in (self.search_edit, self.model_combo, self.date_combo,
+                       self.favourites_check, self.sort_combo, self.rescan_button,
+                       self.count_label):
+            bar.addWidget(widget)
+        bar.setStretch(0, 1)
+        self.grid = QListView()
+        self.grid.setViewMode(QListView.ViewMode.IconMode)
+        self.grid.setResizeMode(QListView.ResizeMode.Adjust)
+        self.grid.setMovement(QListView.Movement.Static)
+        self.grid.setUniformItemSizes(True)
+        self.grid.setSpacing(2)
+        self.grid.setItemDelegate(GalleryDelegate(self.grid))
+        self.grid.setModel(self.model)
+        self.grid.setMinimumWidth(CELL + 40)
+        self.detail = GalleryDetailView()
+        self.undo_label = QLabel()
+        self.undo_button = QPushButton("Undo")
+        self.undo_bar = QWidget()
+        undo_layout = QHBoxLayout(self.undo_bar)
+        undo_layout.addWidget(self.undo_label, 1)
+        undo_layout.addWidget(self.undo_button)
+        self.undo_bar.hide()
+        splitter = QSplitter()
+        splitter.addWidget(self.grid)
+        splitter.addWidget(self.detail)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 2)
+        layout = QVBoxLayout(self)
+        layout.addLayout(bar)
+        layout.addWidget(splitter, 1)
+        layout.addWidget(self.undo_bar)
+        self._search_timer = QTimer(self, singleShot=True, interval=SEARCH_DEBOUNCE_MS)
+        self._undo_timer = QTimer(self, singleShot=True, interval=UNDO_WINDOW_MS)
+        self._connect()
+
+    def _connect(self) -> None:
+        self.search_edit.textChanged.connect(self._search_timer.start)
+        self._search_timer.timeout.connect(self.apply_filters)
+        for combo in (self.model_combo, self.date_combo, self.sort_combo):
+            combo.currentIndexChanged.connect(self.apply_filters)
+        self.favourites_check.toggled.connect(self.apply_filters)
+        self.rescan_button.clicked.connect(self.rescan)
+        self.grid.selectionModel().currentChanged.connect(self._on_grid_current_changed)
+        self.grid.doubleClicked.connect(self.use_parameters)
+        self.detail.use_button.clicked.connect(self.use_parameters)
+        self.detail.copy_prompt_button.clicked.connect(self.copy_prompt)
+        self.detail.copy_image_button.clicked.connect(self.copy_image)
+        self.detail.favourite_button.toggled.connect(self.set_favourite)
+        self.detail.delete_button.clicked.connect(self.delete_current)
+        self.detail.open_folder_button.clicked.connect(self.open_folder)
+        self.undo_button.clicked.connect(self.undo_delete)
+        self._undo_timer.timeout.connect(self.commit_pending_delete)
+
+    # -- public API -------------------------------------------------------------------------
+    def add_image(self, path: str | Path) -> None:
+        """Show a freshly generated image at once (indexes it now)."""
+        entry = self.index.add_file(path)
+        if entry is not None:
+            self.model.add_entry(entry)
+            if entry.model and self.model_combo.findData(entry.model) < 0:
+                self._reload_models()
+
+    def restore_from_file(self, path: str | Path) -> bool:
+        """Read any image's metadata and emit `parameters_restored` (drops on the window)."""
+        meta = read_image_metadata(Path(path))
+        if meta is None:
+            self.restore_warning.emit(f"{Path(path).name} has no generation parameters.")
+            return False
+        restored = restore_parameters(meta, self.model_lookup)
+        self.parameters_restored.emit(restored.values)
+        if restored.warnings:
+            self.restore_warning.emit("\n".join(restored.warnings))
+        return True
+
+    def set_model_lookup(self, lookup: ModelLookup | None) -> None:
+        """`lookup(name, hash) -> path | None` tells whether a model is in the library."""
+        self.model_lookup = lookup
+
+    def current_query(self) -> GalleryQuery:
+        """The query the search box and filters describe."""
+        days = self.date_combo.currentData()
+        since = None
+        if days is not None:
+            start = datetime.now().replace(hour=0, minute=0, second=0, microsecond=0)
+            since = (start - timedelta(days=days)).timestamp()
+        return GalleryQuery(search=self.search_edit.text().strip(),
+                            model=self.model_combo.currentData(), date_from=since,
+                            favourites_only=self.favourites_check.isChecked(),
+                            sort=self.sort_combo.currentData())
+
+    @Slot()
+    def apply_filters(self) -> None:
+        """Re-query with the current search text and filters (debounced for typing)."""
+        self._search_timer.stop()
+        self.model.set_query(self.current_query())
+        self.detail.show_entry(None, None)
+
+    @Slot()
+    def rescan(self) -> None:
+        """Look for images added or removed outside the app (in the background)."""
+        if self.scanner.start():
+            self.rescan_button.setEnabled(False)
+            self.count_label.setText("Scanning…")
+
+    def rebuild(self) -> None:
+        """Rebuild the index from the files (background)."""
+        if self.scanner.start(rebuild=True):
+            self.rescan_button.setEnabled(False)
+
+    def shutdown(self) -> None:
+        """Finish pending deletes, stop background work, close the index."""
+        self.commit_pending_delete()
+        self.scanner.stop()
+        self.pool.waitForDone()
+        self.index.close()
+
+    # -- selection and actions --------------------------------------------------------------
+    def current_entry(self) -> GalleryEntry | None:
+        entry = self.grid.currentIndex().data(EntryRole)
+        return entry if isinstance(entry, GalleryEntry) else None
+
+    @Slot()
+    def _on_grid_current_changed(self) -> None:
+        entry = self.current_entry()
+        meta = read_image_metadata(Path(entry.path)) if entry is not None else None
+        self.detail.show_entry(entry, meta)
+        if entry is not None:
+            self.image_selected.emit(entry.path)
+
+    @Slot()
+    def use_parameters(self) -> None:
+        """Restore the selected image's parameters into the sidebar."""
+        entry = self.current_entry()
+        if entry is not None:
+            self.restore_from_file(entry.path)
+
+    @Slot()
+    def copy_prompt(self) -> None:
+        entry = self.current_entry()
+        meta = read_image_metadata(Path(entry.path)) if entry is not None else None
+        if meta is not None:
+            QGuiApplication.clipboard().setText(meta.prompt)
+
+    @Slot()
+    def copy_image(self) -> None:
+        entry = self.current_entry()
+        if entry is not None:
+            image = QImage(entry.path)
+            if image.isNull():
+                self.message_posted.emit(f"Cannot read {Path(entry.path).name}.")
+            else:
+                QGuiApplication.clipboard().setImage(image)
+
+    @Slot()
+    def open_folder(self) -> None:
+        entry = self.current_entry()
+        if entry is not None:
+            self.open_url(QUrl.fromLocalFile(str(Path(entry.path).parent)))
+
+    @Slot(bool)
+    def set_favourite(self, favourite: bool) -> None:
+        entry = self.current_entry()
+        if entry is None or entry.favourite == favourite:
+            return
+        self.model.set_favourite(entry.path, favourite)
+        self.detail.favourite_button.setText("★ Favourite" if favourite else "☆ Favourite")
+
+    @Slot()
+    def delete_current(self) -> None:
+        """Delete the selected image (to the trash, undoable for UNDO_WINDOW_MS)."""
+        entry = self.current_entry()
+        if entry is None:
+            return
+        self.commit_pending_delete()
+        root = self.index.entry_root(entry.path)
+        try:
+            item = trash.move_to_trash(entry.path, root, entry.favourite)
+        except (OSError, UserError) as exc:
+            self.message_posted.emit(f"Could not delete {Path(entry.path).name}: {exc}")
+            return
+        self.index.remove_path(entry.path)
+        self.index.set_favourite(entry.path, False)
+        self.model.remove_path(entry.path)
+        self.detail.show_entry(None, None)
+        if item.undoable:
+            self._pending_delete = item
+            self.undo_label.setText(f"Deleted {Path(entry.path).name}.")
+            self.undo_bar.show()
+            self._undo_timer.start()
+        else:
+            self.message_posted.emit(f"Moved {Path(entry.path).name} to the trash.")
+
+    @Slot()
+    def undo_delete(self) -> None:
+        """Bring back the last deleted image."""
+        item, self._pending_delete = self._pending_delete, None
+        self._undo_timer.stop()
+        self.undo_bar.hide()
+        if item is None:
+            return
+        try:
+            restored = trash.restore(item)
+        except (OSError, UserError) as exc:
+            self.message_posted.emit(f"Could not undo: {exc}")
+            return
+        if item.favourite:
+            self.index.set_favourite(restored, True)
+        self.index.add_file(restored)
+        self.model.refresh()
+
+    @Slot()
+    def commit_pending_delete(self) -> None:
+        """Close the undo window: the held image goes to the OS trash."""
+        item, self._pending_delete = self._pending_delete, None
+        self._undo_timer.stop()
+        self.undo_bar.hide()
+        if item is not None:
+            try:
+                trash.purge(item)
+            except OSError as exc:
+                self.message_posted.emit(f"Could not move to the trash: {exc}")
+
+    # -- drops ------------------------------------------------------------------------------
+    def dragEnterEvent(self, event) -> None:
+        if any(storage.is_image_name(Path(u.toLocalFile()).name)
+               for u in event.mimeData().urls() if u.isLocalFile()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        for url in event.mimeData().urls():
+            if url.isLocalFile() and storage.is_image_name(Path(url.toLocalFile()).name):
+                self.restore_from_file(url.toLocalFile())
+                event.acceptProposedAction()
+                return
+
+    # -- background results -----------------------------------------------------------------
+    @Slot(object)
+    def _on_scanner_scan_finished(self, stats) -> None:
+        self.rescan_button.setEnabled(True)
+        self._reload_models()
+        self.model.refresh()
+        if stats.added or stats.removed:
+            self.message_posted.emit(
+                f"Gallery: {stats.added} new, {stats.removed} removed images found.")
+
+    @Slot(str)
+    def _on_scanner_scan_failed(self, message: str) -> None:
+        self.rescan_button.setEnabled(True)
+        self.message_posted.emit(f"Gallery scan failed: {message}")
+
+    @Slot(int)
+    def _on_model_count_changed(self, count: int) -> None:
+        self.count_label.setText(f"{count} images")
+
+    def _reload_models(self) -> None:
+        current = self.model_combo.currentData()
+        self.model_combo.blockSignals(True)
+        self.model_combo.clear()
+        self.model_combo.addItem("All models", None)
+        for name in self.index.models():
+            self.model_combo.addItem(name, name)
+        position = self.model_combo.findData(current) if current is not None else 0
+        self.model_combo.setCurrentIndex(max(position, 0))
+        self.model_combo.blockSignals(False)
+
