@@ -22,6 +22,7 @@ Schedule choices, to match A1111's defaults:
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -129,4 +130,20 @@ def build_scheduler(
     # sampler-specific keys of the stored class (e.g. PNDM's skip_prk_steps) are dropped.
     config = _accepted(cls, config)
     config.update(_accepted(cls, options))
-    return cls.from_config(config)
+    with warnings.catch_warnings():
+        quiet_known_warnings()
+        return cls.from_config(config)
+
+
+def quiet_known_warnings() -> None:
+    """Inside `warnings.catch_warnings()`: silence two harmless library warnings.
+
+    - Schedulers call `np.array(tensor)`, which NumPy 2 reports as a DeprecationWarning
+      about torch's `__array__` lacking a `copy` keyword.
+    - torchsde (DPM++ SDE) warns when float32 rounding puts a query a hair before its
+      interval start ("Should have ta>=t0").
+    Neither is actionable by the user.
+    """
+    warnings.filterwarnings("ignore", message=r"__array__ implementation doesn't accept a copy",
+                            category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=r"Should have t[ab]>=t0", category=UserWarning)
