@@ -1,0 +1,298 @@
+"""Fast mode: compile the UNet with CUDA graphs, fuse QKV, TF32, channels_last, compiled VAE decode.
+
+Everything here runs in the generation worker thread, on a pipeline that is already loaded. A
+first job at a new size pays a one-off compile (about 1–2 min for SD1.5 on a fast GPU; a
+`LoadUpdate` says so before it starts); the kernels land in `paths.cache_dir()/torch_compile`, so
+the next app start reuses them. When the toolchain is missing (no CUDA, no Triton, no C compiler,
+as in a frozen build) the model stays eager and `FastModeState.reason` says why.
+
+How the pieces fit the diffusers pipeline loop (`pipeline_stable_diffusion*.py`):
+* only `unet.forward` and `vae.decode` are replaced (instance attributes); the denoising loop and
+  `callback_on_step_end` stay plain Python, so previews, progress and cancel still run each step;
+* CUDA-graph outputs live in a static pool that the next replay overwrites, so every output is
+  cloned (one latent-sized copy per step) before the scheduler may keep it (PNDM stores raw
+  model outputs between steps);
+* the timestep is normalised to a float32 0-d tensor on the UNet's device: a Python number would
+  make dynamo specialise (recompile) on every step's value, a CPU tensor would disable graphs.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from desktop_app.pipeline.api import LoadCallback, LoadUpdate
+from desktop_app.pipeline.backend import fast_mode_cache, fast_mode_compile
+
+log = logging.getLogger(__name__)
+
+# Fast mode previews: at most one TAESD decode per this many seconds (the last step always gets
+# one). At ~130 it/s a 2.8 ms TAESD decode per step would cost a third of the step time.
+PREVIEW_INTERVAL_S = 0.25
+# Distinct shapes kept compiled per function (sizes × batch × prompt lengths); past this dynamo
+# would silently run eager.
+RECOMPILE_LIMIT = 32
+SDPA_BACKENDS = ("auto", "flash", "efficient", "cudnn", "math")
+
+
+class HasPipe(Protocol):
+    """Anything holding a loaded diffusers pipeline (`loading.LoadedModel`)."""
+
+    pipe: Any
+
+
+@dataclass(frozen=True)
+class FastModeConfig:
+    """Which optimisations to apply; the defaults are the product's fast mode.
+
+    `require_cuda=False` lets tests and benchmarks exercise the compile path on the CPU (inductor's
+    C++ backend, or `backend="aot_eager"`: a full-graph trace without code generation); the app
+    always keeps the defaults. `cuda_graphs` selects
+    `mode="reduce-overhead"` for the UNet; the VAE decode runs once per image, so it is compiled
+    without graphs unless `vae_cuda_graphs` (its activations would stay reserved in the pool).
+    """
+
+    compile_unet: bool = True
+    compile_vae: bool = True
+    cuda_graphs: bool = True
+    vae_cuda_graphs: bool = False
+    fuse_qkv: bool = True
+    channels_last: bool = True
+    tf32: bool = True
+    sdpa_backend: str = "auto"
+    fullgraph: bool = True
+    require_cuda: bool = True
+    backend: str | Callable[..., Any] = "inductor"
+
+
+@dataclass
+class FastModeState:
+    """What fast mode did to one loaded pipeline. Lives in the worker thread with the pipeline.
+
+    `active` is True when compiled calls are installed; `reason` says in words what runs (or why
+    the model stays eager). `compiled` holds the sizes compiled in this process as
+    (width, height, unet_batch) and `compile_seconds` how long each took.
+    """
+
+    active: bool = False
+    reason: str = ""
+    applied: list[str] = field(default_factory=list)
+    compiled: set[tuple[int, int, int]] = field(default_factory=set)
+    compile_seconds: dict[str, float] = field(default_factory=dict)
+    cache_dir: Path | None = None
+    preview_interval_s: float = 0.0
+    on_load: LoadCallback | None = None
+    arch_key: str = ""
+    restore: list[Any] = field(default_factory=list, repr=False)
+
+    def notify(self, stage: str, fraction: float) -> None:
+        if self.on_load is not None:
+            self.on_load(LoadUpdate(stage, fraction))
+
+
+_STATES: weakref.WeakKeyDictionary[Any, FastModeState] = weakref.WeakKeyDictionary()
+
+
+def fast_mode_available(config: FastModeConfig | None = None) -> tuple[bool, str]:
+    """Whether this machine can compile (CUDA + Triton + a C compiler), and why not in words.
+
+    Without compilation fast mode still applies its compile-free parts (TF32, fused QKV) on CUDA.
+    """
+    import importlib.util
+
+    import torch
+
+    config = config or FastModeConfig()
+    if not hasattr(torch, "compile"):
+        return False, f"This torch ({torch.__version__}) has no torch.compile."
+    if getattr(sys, "frozen", False) and not _c_compiler():
+        return False, "This packaged build has no C compiler, which compilation needs."
+    if not torch.cuda.is_available():
+        if config.require_cuda:
+            return False, "Fast mode needs an NVIDIA GPU with CUDA; this machine runs normally."
+        if not _cxx_compiler():
+            return False, "No C++ compiler found (set CXX or install g++/clang++)."
+        return True, "torch.compile on the CPU (inductor C++ backend)."
+    major, minor = torch.cuda.get_device_capability()
+    if major < 7:
+        return False, f"The GPU (compute capability {major}.{minor}) is too old for Triton (7.0+)."
+    if importlib.util.find_spec("triton") is None:
+        return False, "Triton is not installed (pip install triton; triton-windows on Windows)."
+    if not _c_compiler():
+        return False, "No C compiler found: Triton builds a small launcher with one (set CC)."
+    return True, f"torch.compile with CUDA graphs on {torch.cuda.get_device_name()}."
+
+
+def _c_compiler() -> str | None:
+    import os
+
+    names = [os.environ.get("CC", ""), "cc", "gcc", "clang", "cl"]
+    return next((found for n in names if n and (found := shutil.which(n))), None)
+
+
+def _cxx_compiler() -> str | None:
+    import os
+
+    names = [os.environ.get("CXX", ""), "g++", "clang++", "c++", "cl"]
+    return next((found for n in names if n and (found := shutil.which(n))), None)
+
+
+def apply_fast_mode(
+    loaded: HasPipe,
+    width: int,
+    height: int,
+    batch: int,
+    on_load: LoadCallback | None = None,
+    config: FastModeConfig | None = None,
+) -> FastModeState:
+    """Put fast mode on `loaded.pipe` (once) and route this job's compile notices to `on_load`.
+
+    Cheap after the first call for a pipeline. The compile itself happens lazily on the first
+    UNet call at a new shape, inside the job, after a LoadUpdate "Compiling for W×H …". Never
+    raises for a missing toolchain: the model stays eager and the state's `reason` says why.
+    """
+    pipe = loaded.pipe
+    state = _STATES.get(pipe)
+    if state is None:
+        state = FastModeState(on_load=on_load)
+        _STATES[pipe] = state
+        _prepare(pipe, state, config or FastModeConfig())
+    state.on_load = on_load
+    if state.active and (width, height, 2 * batch) not in state.compiled:
+        log.info("Fast mode: %d×%d×%d not compiled yet in this run", width, height, batch)
+    return state
+
+
+def fast_mode_state(loaded: HasPipe) -> FastModeState | None:
+    """The fast-mode state of a pipeline, or None when fast mode was never applied to it."""
+    return _STATES.get(loaded.pipe)
+
+
+def remove_fast_mode(loaded: HasPipe) -> None:
+    """Undo fast mode on `loaded.pipe` (eager calls, unfused QKV, contiguous weights)."""
+    import torch
+
+    state = _STATES.pop(loaded.pipe, None)
+    if state is None:
+        return
+    for undo in reversed(state.restore):
+        undo()
+    if state.active:
+        torch._dynamo.reset()  # drops compiled code and CUDA graph pools that hold the model
+    log.info("Fast mode removed")
+
+
+def _prepare(pipe: Any, state: FastModeState, config: FastModeConfig) -> None:
+    import torch
+
+    device = next(pipe.unet.parameters()).device
+    if config.require_cuda and device.type != "cuda":
+        state.reason = f"Fast mode needs a CUDA GPU; the model runs on {device.type} as usual."
+        log.info("%s", state.reason)
+        return
+    if _has_offload_hooks(pipe):
+        state.reason = "Fast mode is off in low-VRAM mode (models move between CPU and GPU)."
+        log.info("%s", state.reason)
+        return
+    if config.sdpa_backend not in SDPA_BACKENDS:
+        raise ValueError(f"unknown SDPA backend {config.sdpa_backend!r}")
+    if device.type == "cuda" and config.tf32:
+        _enable_tf32(state)
+    if config.fuse_qkv:
+        _fuse_qkv(pipe, state)
+    ok, why = fast_mode_available(config)
+    if not ok or not (config.compile_unet or config.compile_vae):
+        state.reason = f"{why} Compilation is off; " if not ok else ""
+        state.reason += f"applied: {', '.join(state.applied) or 'nothing'}."
+        if not ok:
+            log.warning("Fast mode falls back to eager: %s", why)
+            state.notify(f"Fast mode without compilation: {why}", 1.0)
+        return
+    state.cache_dir = fast_mode_cache.configure_compile_cache()
+    fast_mode_cache.load_mega_cache(state.cache_dir)
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit,
+                                               RECOMPILE_LIMIT)
+    state.arch_key = fast_mode_cache.arch_key(pipe.unet.config, f"{device}/{pipe.unet.dtype}")
+    if config.channels_last and device.type == "cuda":
+        _channels_last(pipe, state)
+    if config.compile_unet:
+        fast_mode_compile.install_unet(pipe.unet, state, config)
+    if config.compile_vae and hasattr(pipe, "vae"):
+        fast_mode_compile.install_vae(pipe.vae, state, config)
+    state.active = True
+    state.preview_interval_s = PREVIEW_INTERVAL_S
+    state.reason = f"Fast mode on ({', '.join(state.applied)}); {why}"
+    log.info("%s", state.reason)
+
+
+def _has_offload_hooks(pipe: Any) -> bool:
+    modules = [getattr(pipe, name, None) for name in ("unet", "vae", "text_encoder")]
+    return any(hasattr(m, "_hf_hook") or hasattr(m, "_diffusers_hook") for m in modules if m)
+
+
+def _enable_tf32(state: FastModeState) -> None:
+    """TF32 only touches fp32 work (SDXL's fp32 VAE, fp32 leftovers): harmless for 8-bit pixels."""
+    import torch
+
+    matmul = torch.backends.cuda.matmul
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if conv is not None and hasattr(matmul, "fp32_precision"):  # torch ≥ 2.9: allow_tf32 is
+        old = (matmul.fp32_precision, conv.fp32_precision)     # deprecated
+        matmul.fp32_precision = "tf32"
+        conv.fp32_precision = "tf32"
+
+        def undo() -> None:
+            matmul.fp32_precision, conv.fp32_precision = old
+    else:  # pragma: no cover - torch < 2.9
+        old_flag = matmul.allow_tf32
+        matmul.allow_tf32 = True
+
+        def undo() -> None:
+            matmul.allow_tf32 = old_flag
+    state.restore.append(undo)
+    state.applied.append("TF32")
+
+
+def _fuse_qkv(pipe: Any, state: FastModeState) -> None:
+    """diffusers' StableDiffusionMixin.fuse_qkv_projections (SD and SDXL pipelines, 0.42.1)."""
+    from diffusers import AutoencoderKL
+
+    if not hasattr(pipe, "fuse_qkv_projections"):
+        log.info("Fast mode: this pipeline cannot fuse QKV projections")
+        return
+    fuse_vae = isinstance(getattr(pipe, "vae", None), AutoencoderKL)
+    try:
+        pipe.fuse_qkv_projections(unet=True, vae=fuse_vae)
+    except ValueError as exc:  # "added KV projections" (IP-Adapter and similar)
+        log.info("Fast mode: QKV projections not fused: %s", exc)
+        return
+
+    def undo() -> None:
+        pipe.unet.unfuse_qkv_projections()
+        if fuse_vae:
+            pipe.vae.unfuse_qkv_projections()
+        pipe.fusing_unet = pipe.fusing_vae = False
+
+    state.restore.append(undo)
+    state.applied.append("fused QKV")
+
+
+def _channels_last(pipe: Any, state: FastModeState) -> None:
+    import torch
+
+    modules = [m for m in (pipe.unet, getattr(pipe, "vae", None)) if m is not None]
+    for module in modules:
+        module.to(memory_format=torch.channels_last)
+
+    def undo() -> None:
+        for module in modules:
+            module.to(memory_format=torch.contiguous_format)
+
+    state.restore.append(undo)
+    state.applied.append("channels_last")

@@ -1,0 +1,195 @@
+"""The compiled calls behind fast mode: UNet forward and VAE decode wrappers.
+
+`install_unet` / `install_vae` replace `unet.forward` / `vae.decode` by instance attributes that
+call a `torch.compile`d version of the original, so the module keeps its type (`.config`,
+`.dtype`, `isinstance` all still work) and `remove_fast_mode` only has to drop the attribute.
+See fast_mode.py for why outputs are cloned and timesteps normalised.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from desktop_app.pipeline.backend import fast_mode_cache
+
+if TYPE_CHECKING:
+    from desktop_app.pipeline.backend.fast_mode import FastModeConfig, FastModeState
+
+log = logging.getLogger(__name__)
+
+
+def install_unet(unet: Any, state: FastModeState, config: FastModeConfig) -> None:
+    import torch
+
+    mode = "reduce-overhead" if config.cuda_graphs and _is_cuda(unet) else None
+    compiled = torch.compile(unet.forward, backend=config.backend, mode=mode,
+                             fullgraph=config.fullgraph, dynamic=False)
+    call = _CompiledCall("UNet", unet.forward, compiled, state, config.sdpa_backend,
+                         cuda_graphs=mode is not None)
+
+    def forward(sample: Any, timestep: Any, *args: Any, return_dict: bool = True,
+                **kwargs: Any) -> Any:
+        timestep = _timestep_tensor(timestep, sample)
+        out = call((sample.shape[-1] * 8, sample.shape[-2] * 8, sample.shape[0]),
+                   sample, timestep, *args, return_dict=False, **kwargs)
+        noise = out[0].clone() if call.cuda_graphs else out[0]
+        if not return_dict:
+            return (noise,)
+        from diffusers.models.unets.unet_2d_condition import UNet2DConditionOutput
+
+        return UNet2DConditionOutput(sample=noise)
+
+    unet.forward = forward
+    state.restore.append(lambda: unet.__dict__.pop("forward", None))
+    state.applied.append("compiled UNet" + (" + CUDA graphs" if mode else ""))
+
+
+def install_vae(vae: Any, state: FastModeState, config: FastModeConfig) -> None:
+    import torch
+    from diffusers.models.autoencoders.vae import DecoderOutput
+
+    if not hasattr(vae, "decode"):
+        return
+    if vae.dtype == torch.float16 and getattr(vae.config, "force_upcast", False):
+        # SDXL's VAE overflows in fp16; the pipeline would convert it to fp32 and back around
+        # every decode (new weight tensors each time: recompiles, re-recorded graphs). Keep it in
+        # fp32 for good; the wrapper below casts the latents.
+        vae.to(torch.float32)
+        state.restore.append(lambda: vae.to(torch.float16))
+        state.applied.append("fp32-resident VAE")
+    eager = vae.decode
+    mode = "reduce-overhead" if config.vae_cuda_graphs and _is_cuda(vae) else None
+
+    def decode_sample(z: Any) -> Any:
+        return eager(z, return_dict=False)[0]
+
+    compiled = torch.compile(decode_sample, backend=config.backend, mode=mode,
+                             fullgraph=config.fullgraph, dynamic=False)
+    call = _CompiledCall("VAE decode", decode_sample, compiled, state, config.sdpa_backend,
+                         cuda_graphs=mode is not None)
+
+    def decode(z: Any, return_dict: bool = True, generator: Any = None) -> Any:
+        z = z.to(vae.dtype)
+        image = call((z.shape[-1] * 8, z.shape[-2] * 8, -z.shape[0]), z)
+        image = image.clone() if call.cuda_graphs else image
+        return DecoderOutput(sample=image) if return_dict else (image,)
+
+    vae.decode = decode
+    state.restore.append(lambda: vae.__dict__.pop("decode", None))
+    state.applied.append("compiled VAE decode")
+
+
+def _is_cuda(module: Any) -> bool:
+    return bool(next(module.parameters()).device.type == "cuda")
+
+
+def _timestep_tensor(timestep: Any, sample: Any) -> Any:
+    import torch
+
+    if not torch.is_tensor(timestep):
+        return torch.tensor(float(timestep), dtype=torch.float32, device=sample.device)
+    if timestep.device != sample.device or timestep.dtype != torch.float32:
+        return timestep.to(device=sample.device, dtype=torch.float32)
+    return timestep
+
+
+class _CompiledCall:
+    """Calls a compiled function; announces first compiles, falls back to eager on failure.
+
+    A compile or CUDA-graph failure (missing compiler discovered late, an unsupported op, a
+    graph break under fullgraph) is logged, told to the user through `on_load`, and the call
+    and all later ones run eager: the job still finishes.
+    """
+
+    def __init__(self, name: str, eager: Any, compiled: Any, state: FastModeState,
+                 sdpa_backend: str, cuda_graphs: bool) -> None:
+        self.name, self.eager, self.compiled, self.state = name, eager, compiled, state
+        self.sdpa_backend, self.cuda_graphs = sdpa_backend, cuda_graphs
+        self.seen: set[tuple[Any, ...]] = set()
+        self.failed = False
+
+    def __call__(self, size: tuple[int, int, int], *args: Any, **kwargs: Any) -> Any:
+        import torch
+
+        if self.failed:
+            return self.eager(*args, **kwargs)
+        key = (size, *_signature(args), *_signature(kwargs.values()))
+        first = key not in self.seen
+        if first:
+            started = time.perf_counter()
+            self._announce(size)
+        try:
+            if self.cuda_graphs:
+                torch.compiler.cudagraph_mark_step_begin()  # type: ignore[no-untyped-call]
+            with _sdpa_context(self.sdpa_backend):
+                out = self.compiled(*args, **kwargs)
+        except Exception as exc:
+            self._fail(exc)
+            return self.eager(*args, **kwargs)
+        if first:
+            self.seen.add(key)
+            self._finished(size, time.perf_counter() - started)
+        return out
+
+    def _announce(self, size: tuple[int, int, int]) -> None:
+        width, height, _ = size
+        cached = fast_mode_cache.was_compiled(self.state.cache_dir, self.state.arch_key,
+                                              self.name, size)
+        hint = "cached, about 10–30 s" if cached else "first time ~1–2 min"
+        self.state.notify(f"Compiling {self.name} for {width}×{height} ({hint})…", 0.0)
+
+    def _finished(self, size: tuple[int, int, int], seconds: float) -> None:
+        width, height, _ = size
+        label = f"{self.name} {width}×{height}×{abs(size[2])}"
+        self.state.compile_seconds[label] = seconds
+        if self.name == "UNet":
+            self.state.compiled.add(size)
+        log.info("Fast mode: compiled %s in %.1f s", label, seconds)
+        fast_mode_cache.record_compiled(self.state.cache_dir, self.state.arch_key, self.name, size)
+        fast_mode_cache.save_mega_cache(self.state.cache_dir)
+        self.state.notify(f"Compiled {self.name} for {width}×{height} in {seconds:.0f} s", 1.0)
+
+    def _fail(self, exc: Exception) -> None:
+        self.failed = True
+        root: BaseException = exc
+        while (inner := getattr(root, "inner_exception", None) or root.__cause__) is not None:
+            root = inner
+        text = str(root).strip().splitlines()
+        message = f"{type(root).__name__}: {text[0][:200]}" if text else type(root).__name__
+        log.warning("Fast mode: compiling the %s failed; running it eager", self.name,
+                    exc_info=exc)
+        if self.name == "UNet":
+            self.state.active = False
+        self.state.reason = f"Compiling the {self.name} failed ({message}); it runs normally."
+        self.state.notify(f"Fast mode: {self.state.reason}", 1.0)
+
+
+def _signature(values: Any) -> tuple[Any, ...]:
+    """Shapes and dtypes of the tensors in `values` (containers flattened): a recompile key."""
+    import torch
+
+    out: list[Any] = []
+    for value in values:
+        if torch.is_tensor(value):
+            out.append((tuple(value.shape), str(value.dtype)))
+        elif isinstance(value, dict):
+            out.extend(_signature(value.values()))
+        elif isinstance(value, (list, tuple)):
+            out.extend(_signature(value))
+        else:
+            out.append(type(value).__name__)
+    return tuple(out)
+
+
+def _sdpa_context(backend: str) -> Any:
+    import contextlib
+
+    if backend == "auto":
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    names = {"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
+             "cudnn": SDPBackend.CUDNN_ATTENTION, "math": SDPBackend.MATH}
+    return sdpa_kernel([names[backend], SDPBackend.MATH] if backend != "math" else [names[backend]])

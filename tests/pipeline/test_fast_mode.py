@@ -1,0 +1,236 @@
+"""Fast mode on CPU: the eager fallbacks, the compile cache location, and the compiled path.
+
+The compiled path is exercised with dynamo's `aot_eager` backend (one full graph, no code
+generation: seconds) and, in a `slow` test, with inductor's C++ backend. CUDA graphs need a GPU:
+those checks are marked `gpu` and skip here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from desktop_app import paths
+from desktop_app.pipeline.api import GenerationCancelled, LoadUpdate
+from desktop_app.pipeline.backend import fast_mode, fast_mode_cache
+from desktop_app.pipeline.backend.fast_mode import FastModeConfig, apply_fast_mode
+from tests.fixtures.tiny_models import make_tiny_sd15_pipeline
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+CPU_TRACE = FastModeConfig(require_cuda=False, backend="aot_eager", compile_vae=False)
+# Importing inductor's pre-grad passes pulls torch.utils.mkldnn, whose module body uses the
+# deprecated torch.jit.script_method (torch 2.13); not ours to fix.
+inductor_import = pytest.mark.filterwarnings(
+    "ignore:`torch.jit.script_method` is deprecated:DeprecationWarning"
+)
+
+
+@dataclass
+class Loaded:
+    pipe: Any
+
+
+@pytest.fixture
+def loaded() -> Loaded:
+    """The shared tiny SD1 pipeline with a smaller (2-block) UNet, so a compile stays short."""
+    from diffusers import UNet2DConditionModel
+
+    pipe = make_tiny_sd15_pipeline()
+    torch.manual_seed(3)
+    pipe.unet = UNet2DConditionModel(
+        block_out_channels=(32, 64), layers_per_block=1, sample_size=8,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        attention_head_dim=8, cross_attention_dim=32, norm_num_groups=8,
+    ).eval()
+    pipe.set_progress_bar_config(disable=True)
+    return Loaded(pipe)
+
+
+def generate(pipe: Any, seed: int = 7, steps: int = 3, cancel_at: int | None = None,
+             size: int = 64) -> tuple[np.ndarray, list[int]]:
+    """Images (float 0..1) and the step indexes the callback saw."""
+    seen: list[int] = []
+
+    def on_step(_pipe: Any, index: int, _t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        seen.append(index)
+        if cancel_at is not None and index + 1 >= cancel_at:
+            raise GenerationCancelled()
+        return kwargs
+
+    out = pipe("a photo of a cat", negative_prompt="blurry", num_inference_steps=steps,
+               height=size, width=size, generator=torch.Generator().manual_seed(seed),
+               output_type="np", callback_on_step_end=on_step)
+    return out.images, seen
+
+
+def test_fast_mode_is_unavailable_without_cuda_and_says_why() -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    ok, reason = fast_mode.fast_mode_available()
+    assert not ok
+    assert "CUDA" in reason
+
+
+def test_on_cpu_the_model_stays_eager_with_a_reason(loaded: Loaded) -> None:
+    before, _ = generate(loaded.pipe)
+    updates: list[LoadUpdate] = []
+    state = apply_fast_mode(loaded, 64, 64, 1, updates.append)
+    after, steps = generate(loaded.pipe)
+    assert not state.active
+    assert "CUDA" in state.reason
+    assert "forward" not in loaded.pipe.unet.__dict__
+    assert np.array_equal(before, after)
+    assert steps == list(range(len(steps)))
+
+
+def test_compile_cache_goes_under_the_app_cache_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/nowhere")  # restored after the test
+    root = fast_mode_cache.configure_compile_cache()
+    assert root == paths.cache_dir() / "torch_compile"
+    assert Path(os.environ["TORCHINDUCTOR_CACHE_DIR"]) == root / "inductor"
+    assert (root / "inductor").is_dir()
+    assert str(paths.cache_dir()).startswith(os.environ["DESKTOP_APP_HOME"])
+
+
+def test_compiled_sizes_are_remembered_and_a_corrupt_record_is_ignored() -> None:
+    root = fast_mode_cache.compile_cache_dir()
+    assert not fast_mode_cache.was_compiled(root, "arch", "UNet", (512, 512, 2))
+    fast_mode_cache.record_compiled(root, "arch", "UNet", (512, 512, 2))
+    assert fast_mode_cache.was_compiled(root, "arch", "UNet", (512, 512, 2))
+    assert not fast_mode_cache.was_compiled(root, "arch", "UNet", (768, 512, 2))
+    assert not fast_mode_cache.was_compiled(root, "other", "UNet", (512, 512, 2))
+    (root / "compiled.json").write_text("{not json", encoding="utf-8")
+    assert not fast_mode_cache.was_compiled(root, "arch", "UNet", (512, 512, 2))
+    fast_mode_cache.record_compiled(root, "arch", "UNet", (512, 512, 2))  # rewrites it cleanly
+    assert json.loads((root / "compiled.json").read_text())["version"] == 1
+
+
+def test_missing_compiler_falls_back_to_eager_with_a_notice(
+        loaded: Loaded, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fast_mode, "_cxx_compiler", lambda: None)
+    before, _ = generate(loaded.pipe)
+    updates: list[LoadUpdate] = []
+    state = apply_fast_mode(loaded, 64, 64, 1, updates.append, CPU_TRACE)
+    after, _ = generate(loaded.pipe)
+    assert not state.active
+    assert "C++ compiler" in state.reason
+    assert any("without compilation" in u.stage for u in updates)
+    assert "forward" not in loaded.pipe.unet.__dict__
+    assert "fused QKV" in state.applied  # the compile-free part still applies
+    np.testing.assert_allclose(after, before, atol=1e-5)
+
+
+def test_a_frozen_build_without_a_c_compiler_is_told_why(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(fast_mode, "_c_compiler", lambda: None)
+    ok, reason = fast_mode.fast_mode_available(CPU_TRACE)
+    assert not ok
+    assert "packaged build" in reason
+
+
+def test_a_compile_failure_mid_job_falls_back_to_eager(loaded: Loaded) -> None:
+    def broken_backend(graph: Any, example_inputs: Any) -> Any:
+        raise RuntimeError("Failed to find C compiler")
+
+    before, _ = generate(loaded.pipe)
+    updates: list[LoadUpdate] = []
+    config = FastModeConfig(require_cuda=False, backend=broken_backend, compile_vae=False)
+    state = apply_fast_mode(loaded, 64, 64, 1, updates.append, config)
+    after, steps = generate(loaded.pipe)
+    assert "failed" in state.reason and "C compiler" in state.reason
+    assert updates[-1].stage.startswith("Fast mode: Compiling the UNet failed")
+    assert len(steps) == len(generate(loaded.pipe)[1])
+    np.testing.assert_allclose(after, before, atol=1e-5)
+
+
+def test_traced_fast_mode_matches_eager_and_reports_each_step(loaded: Loaded) -> None:
+    before, eager_steps = generate(loaded.pipe)
+    updates: list[LoadUpdate] = []
+    state = apply_fast_mode(loaded, 64, 64, 1, updates.append, CPU_TRACE)
+    after, steps = generate(loaded.pipe)
+    assert state.active
+    assert steps == eager_steps
+    np.testing.assert_allclose(after, before, atol=1e-4)
+    assert [u.stage for u in updates][:1] == ["Compiling UNet for 64×64 (first time ~1–2 min)…"]
+    assert (64, 64, 2) in state.compiled
+    updates.clear()
+    generate(loaded.pipe, seed=8)
+    assert updates == []  # same shapes: no second compile
+
+
+def test_a_new_size_is_compiled_separately_and_announced(loaded: Loaded) -> None:
+    updates: list[LoadUpdate] = []
+    apply_fast_mode(loaded, 64, 64, 1, updates.append, CPU_TRACE)
+    generate(loaded.pipe, size=64)
+    state = apply_fast_mode(loaded, 96, 64, 1, updates.append, CPU_TRACE)
+    updates.clear()
+    generate(loaded.pipe, size=96)
+    assert updates[0].stage.startswith("Compiling UNet for 96×96")
+    assert {(64, 64, 2), (96, 96, 2)} <= state.compiled
+
+
+def test_cancel_stops_within_one_step_in_fast_mode(loaded: Loaded) -> None:
+    apply_fast_mode(loaded, 64, 64, 1, None, CPU_TRACE)
+    calls = {"decode": 0}
+    decode = loaded.pipe.vae.decode
+
+    def counting_decode(*args: Any, **kwargs: Any) -> Any:
+        calls["decode"] += 1
+        return decode(*args, **kwargs)
+
+    loaded.pipe.vae.decode = counting_decode
+    with pytest.raises(GenerationCancelled):
+        generate(loaded.pipe, steps=6, cancel_at=2)
+    assert calls["decode"] == 0
+    images, steps = generate(loaded.pipe, steps=3)  # the pipeline is still usable
+    assert images.shape == (1, 64, 64, 3) and len(steps) >= 3
+
+
+def test_remove_fast_mode_restores_eager_modules(loaded: Loaded) -> None:
+    before, _ = generate(loaded.pipe)
+    apply_fast_mode(loaded, 64, 64, 1, None, CPU_TRACE)
+    assert "forward" in loaded.pipe.unet.__dict__
+    fast_mode.remove_fast_mode(loaded)
+    assert "forward" not in loaded.pipe.unet.__dict__
+    assert fast_mode.fast_mode_state(loaded) is None
+    after, _ = generate(loaded.pipe)
+    np.testing.assert_allclose(after, before, atol=1e-5)
+
+
+@pytest.mark.slow
+@inductor_import
+def test_inductor_compile_matches_eager_and_fills_the_cache(loaded: Loaded) -> None:
+    before, _ = generate(loaded.pipe)
+    config = FastModeConfig(require_cuda=False, compile_vae=False)
+    state = apply_fast_mode(loaded, 64, 64, 1, None, config)
+    after, _ = generate(loaded.pipe)
+    np.testing.assert_allclose(after, before, atol=1e-4)
+    inductor_dir = paths.cache_dir() / "torch_compile" / "inductor"
+    assert any(p.is_file() for p in inductor_dir.rglob("*"))
+    assert fast_mode_cache.was_compiled(state.cache_dir, state.arch_key, "UNet", (64, 64, 2))
+
+
+@pytest.mark.gpu
+@needs_cuda
+@inductor_import
+def test_cuda_fast_mode_matches_eager_within_tolerance(loaded: Loaded) -> None:
+    pipe = loaded.pipe.to("cuda", torch.float16)
+    before, _ = generate(pipe, steps=4)
+    state = apply_fast_mode(loaded, 64, 64, 1, None)
+    after, steps = generate(pipe, steps=4)
+    again, _ = generate(pipe, steps=4)  # CUDA graphs replay
+    assert state.active, state.reason
+    assert any("CUDA graphs" in a for a in state.applied)
+    assert len(steps) >= 4
+    assert float(np.abs(after - before).mean()) < 0.01
+    np.testing.assert_allclose(again, after, atol=1e-3)
