@@ -16,7 +16,7 @@ from pathlib import Path
 
 from desktop_app import paths
 
-THUMB_SIZE = 256
+THUMB_SIZE = 192
 
 
 def thumbnail_dir() -> Path:

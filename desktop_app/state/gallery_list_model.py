@@ -31,7 +31,7 @@ ThumbnailRole = Qt.ItemDataRole.UserRole + 3
 FavouriteRole = Qt.ItemDataRole.UserRole + 4
 
 PAGE_SIZE = 256
-THUMB_CACHE = 2000  # QImages kept in memory (~64 KB each at 256², ~128 MB max)
+THUMB_CACHE = 600  # QImages kept in memory (≤ 144 KB each at 192², ≤ 86 MB)
 
 _Index = QModelIndex | QPersistentModelIndex
 

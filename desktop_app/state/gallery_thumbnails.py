@@ -55,6 +55,7 @@ class ThumbnailLoader(QObject):
         super().__init__(parent)
         self.pool = pool
         self._pending: set[str] = set()
+        self._order = 0
         self._signals = _JobSignals(self)
         self._signals.done.connect(self._on_job_done)
 
@@ -63,7 +64,10 @@ class ThumbnailLoader(QObject):
         if path in self._pending:
             return
         self._pending.add(path)
-        self.pool.start(_ThumbnailJob(path, mtime_ns, self._signals))
+        # Newest request first: after a fast scroll, the rows now on screen come before
+        # the ones that flew past.
+        self._order = (self._order + 1) % 2**30
+        self.pool.start(_ThumbnailJob(path, mtime_ns, self._signals), self._order)
 
     @Slot(str, QImage)
     def _on_job_done(self, path: str, image: QImage) -> None:

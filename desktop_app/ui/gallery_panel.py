@@ -7,11 +7,12 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from PySide6.QtCore import QThreadPool, QTimer, QUrl, Signal, Slot
-from PySide6.QtGui import QDesktopServices, QGuiApplication, QImage
+from PySide6.QtCore import QDate, Qt, QThreadPool, QTimer, QUrl, Signal, Slot
+from PySide6.QtGui import QDesktopServices, QGuiApplication, QImage, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QDateEdit,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -36,10 +37,15 @@ log = logging.getLogger(__name__)
 
 SEARCH_DEBOUNCE_MS = 250
 UNDO_WINDOW_MS = 30_000
+CUSTOM_RANGE = -1
 DATE_RANGES = (("Any time", None), ("Today", 0), ("Last 7 days", 7), ("Last 30 days", 30),
-               ("Last 365 days", 365))
+               ("Last 365 days", 365), ("Custom range…", CUSTOM_RANGE))
 SORTS = (("Newest first", SortOrder.newest), ("Oldest first", SortOrder.oldest),
          ("By model", SortOrder.model), ("By seed", SortOrder.seed))
+
+
+def _day_start(day: QDate) -> float:
+    return datetime(day.year(), day.month(), day.day()).timestamp()
 
 
 class GalleryPanel(QWidget):
@@ -96,6 +102,11 @@ class GalleryPanel(QWidget):
         self.date_combo = QComboBox()
         for label, days in DATE_RANGES:
             self.date_combo.addItem(label, days)
+        self.date_from_edit = QDateEdit(QDate.currentDate().addDays(-7))
+        self.date_to_edit = QDateEdit(QDate.currentDate())
+        for edit in (self.date_from_edit, self.date_to_edit):
+            edit.setCalendarPopup(True)
+            edit.setVisible(False)
         self.favourites_check = QCheckBox("★ only")
         self.sort_combo = QComboBox()
         for label, order in SORTS:
@@ -104,8 +115,8 @@ class GalleryPanel(QWidget):
         self.count_label = QLabel()
         bar = QHBoxLayout()
         for widget in (self.search_edit, self.model_combo, self.date_combo,
-                       self.favourites_check, self.sort_combo, self.rescan_button,
-                       self.count_label):
+                       self.date_from_edit, self.date_to_edit, self.favourites_check,
+                       self.sort_combo, self.rescan_button, self.count_label):
             bar.addWidget(widget)
         bar.setStretch(0, 1)
         self.grid = QListView()
@@ -144,6 +155,15 @@ class GalleryPanel(QWidget):
         for combo in (self.model_combo, self.date_combo, self.sort_combo):
             combo.currentIndexChanged.connect(self.apply_filters)
         self.favourites_check.toggled.connect(self.apply_filters)
+        self.date_from_edit.dateChanged.connect(self.apply_filters)
+        self.date_to_edit.dateChanged.connect(self.apply_filters)
+        context = Qt.ShortcutContext.WidgetWithChildrenShortcut
+        for keys, slot in ((QKeySequence.StandardKey.Delete, self.delete_current),
+                           (QKeySequence.StandardKey.Undo, self.undo_delete),
+                           (QKeySequence.StandardKey.Find, self.search_edit.setFocus)):
+            shortcut = QShortcut(QKeySequence(keys), self)
+            shortcut.setContext(context)
+            shortcut.activated.connect(slot)
         self.rescan_button.clicked.connect(self.rescan)
         self.grid.selectionModel().currentChanged.connect(self._on_grid_current_changed)
         self.grid.doubleClicked.connect(self.use_parameters)
@@ -184,12 +204,19 @@ class GalleryPanel(QWidget):
     def current_query(self) -> GalleryQuery:
         """The query the search box and filters describe."""
         days = self.date_combo.currentData()
-        since = None
-        if days is not None:
+        custom = days == CUSTOM_RANGE
+        self.date_from_edit.setVisible(custom)
+        self.date_to_edit.setVisible(custom)
+        since = until = None
+        if custom:
+            since = _day_start(self.date_from_edit.date())
+            until = _day_start(self.date_to_edit.date()) + 86_400 - 0.001
+        elif days is not None:
             start = datetime.now().replace(hour=0, minute=0, second=0, microsecond=0)
             since = (start - timedelta(days=days)).timestamp()
         return GalleryQuery(search=self.search_edit.text().strip(),
                             model=self.model_combo.currentData(), date_from=since,
+                            date_to=until,
                             favourites_only=self.favourites_check.isChecked(),
                             sort=self.sort_combo.currentData())
 

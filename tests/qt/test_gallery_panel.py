@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from PIL import Image, PngImagePlugin
-from PySide6.QtCore import QMimeData, QPoint, Qt, QUrl
+from PySide6.QtCore import QDate, QMimeData, QPoint, Qt, QUrl
 from PySide6.QtGui import QDropEvent, QGuiApplication
 from pytestqt.qtbot import QtBot
 
@@ -17,7 +18,7 @@ from desktop_app.gallery import storage
 from desktop_app.gallery.metadata import ImageMetadata, save_png
 from desktop_app.pipeline.api import GenerationRequest
 from desktop_app.state.gallery_list_model import ThumbnailRole
-from desktop_app.ui.gallery_panel import GalleryPanel
+from desktop_app.ui.gallery_panel import CUSTOM_RANGE, GalleryPanel
 
 PROMPTS = {11: "a red fox in the snow", 22: "a lighthouse at dawn", 33: "a fox cub sleeping"}
 
@@ -196,3 +197,31 @@ def test_external_files_appear_after_rescan(qtbot: QtBot, panel: GalleryPanel) -
     _save("made by another process", 55)
     panel.rescan()
     qtbot.waitUntil(lambda: panel.model.total == 4, timeout=10_000)
+
+
+def test_model_and_custom_date_filters(qtbot: QtBot, panel: GalleryPanel) -> None:
+    old_request = GenerationRequest(prompt="an old sketch", seed=5, model="/m/vintage.ckpt")
+    old = save_png(Image.new("RGB", (8, 8)), storage.new_image_path(5),
+                   ImageMetadata.from_request(old_request,
+                                              created=datetime(2020, 6, 1, tzinfo=UTC)))
+    panel.add_image(old)
+    panel.model_combo.setCurrentIndex(panel.model_combo.findData("vintage"))
+    assert _visible_prompts(panel) == {"an old sketch"}
+    panel.model_combo.setCurrentIndex(0)
+    panel.date_combo.setCurrentIndex(panel.date_combo.findData(CUSTOM_RANGE))
+    panel.date_from_edit.setDate(QDate(2020, 1, 1))
+    panel.date_to_edit.setDate(QDate(2020, 12, 31))
+    assert panel.date_from_edit.isVisibleTo(panel)
+    assert _visible_prompts(panel) == {"an old sketch"}
+    panel.date_combo.setCurrentIndex(panel.date_combo.findData(7))
+    assert _visible_prompts(panel) == set(PROMPTS.values())
+
+
+def test_delete_key_and_undo_shortcut(qtbot: QtBot, panel: GalleryPanel) -> None:
+    _select(panel, 33)
+    victim = Path(panel.current_entry().path)  # type: ignore[union-attr]
+    panel.grid.setFocus()
+    qtbot.keyClick(panel.grid, Qt.Key.Key_Delete)
+    assert not victim.exists()
+    qtbot.keyClick(panel.grid, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert victim.exists()

@@ -93,7 +93,7 @@ def test_thumbnail_is_cached_per_version(tmp_path: Path) -> None:
     thumb = ensure_thumbnail(str(image), 1)
     assert thumb == thumbnail_path(str(image), 1)
     with Image.open(thumb) as small:
-        assert small.size == (256, 128)
+        assert small.size == (192, 96)
     assert thumbnail_path(str(image), 2) != thumb
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\nbroken")
