@@ -113,7 +113,8 @@ class ImageMetadata:
             vae_hash=vae_hash,
             clip_skip=request.clip_skip,
             variation_seed=request.variation_seed_for(batch_index),
-            variation_strength=request.variation_strength if request.variation_seed else 0.0,
+            variation_strength=(request.variation_strength
+                                if request.variation_seed is not None else 0.0),
             batch_size=request.batch_size,
             batch_index=batch_index,
             app_version=__version__,

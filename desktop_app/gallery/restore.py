@@ -86,4 +86,9 @@ def restore_parameters(meta: ImageMetadata,
         else:
             label = meta.model_name or meta.model_hash
             warnings.append(f"Model “{label}” is not in your library; kept the current model.")
+    vae = (meta.request or {}).get("vae")
+    if isinstance(vae, str) and Path(vae).exists():
+        values["vae"] = vae
+    elif meta.vae_name:
+        warnings.append(f"VAE “{meta.vae_name}” was used; pick it in the VAE list if you have it.")
     return RestoredParameters(values, tuple(warnings))

@@ -23,6 +23,12 @@ log = logging.getLogger(__name__)
 
 
 class _JobSignals(QObject):
+    """Carries a finished thumbnail from a pool thread to the GUI thread.
+
+    Signals:
+        done(str, QImage): path and thumbnail (null when unreadable).
+    """
+
     done = Signal(str, QImage)
 
 
@@ -76,6 +82,13 @@ class ThumbnailLoader(QObject):
 
 
 class _ScanSignals(QObject):
+    """Carries a scan's outcome from a pool thread to the GUI thread.
+
+    Signals:
+        done(ScanStats): finished.
+        failed(str): stopped with an error.
+    """
+
     done = Signal(object)
     failed = Signal(str)
 

@@ -98,3 +98,17 @@ def test_thumbnail_is_cached_per_version(tmp_path: Path) -> None:
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\nbroken")
     assert ensure_thumbnail(str(broken), 1) is None
+
+
+def test_restore_of_our_image_keeps_existing_model_and_vae_files(tmp_path: Path) -> None:
+    model = tmp_path / "mine.safetensors"
+    vae = tmp_path / "vae.safetensors"
+    model.write_bytes(b"x")
+    vae.write_bytes(b"x")
+    request = GenerationRequest(prompt="p", seed=9, model=str(model), vae=str(vae),
+                                variation_seed=0, variation_strength=0.3)
+    restored = restore_parameters(ImageMetadata.from_request(request))
+    assert restored.warnings == ()
+    assert (restored.values["model"], restored.values["vae"]) == (str(model), str(vae))
+    assert (restored.values["variation_seed"], restored.values["variation_strength"]) == (0, 0.3)
+    GenerationRequest(**restored.values)
