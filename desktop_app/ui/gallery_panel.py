@@ -369,8 +369,11 @@ class GalleryPanel(QWidget):
     @Slot(object)
     def _on_scanner_scan_finished(self, stats) -> None:
         self.rescan_button.setEnabled(True)
-        self._reload_models()
-        self.model.refresh()
+        if stats.added or stats.updated or stats.removed:  # else keep the scroll position
+            self._reload_models()
+            self.model.refresh()
+        else:
+            self._on_model_count_changed(self.model.total)
         if stats.added or stats.removed:
             self.message_posted.emit(
                 f"Gallery: {stats.added} new, {stats.removed} removed images found.")
