@@ -16,7 +16,6 @@ Every failure reaches the caller as a UserError with a hint, never a raw traceba
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 from collections.abc import Callable
@@ -92,8 +91,8 @@ class _Progress:
         return report
 
 
-@functools.lru_cache(maxsize=2)
-def _shared_tokenizer(pad_bang: bool) -> Any:
+def _our_tokenizer(pad_bang: bool) -> Any:
+    """The shipped CLIP tokenizer; a fresh object per pipeline (its backend state is mutable)."""
     from transformers import CLIPTokenizer
 
     kwargs: dict[str, Any] = {"pad_token": "!"} if pad_bang else {}
@@ -104,9 +103,9 @@ def _tokenizer_kwargs(config_dir: Path, xl: bool, pad_bang: bool) -> dict[str, A
     """Our tokenizers for the slots the config folder does not provide itself."""
     out: dict[str, Any] = {}
     if not (config_dir / "tokenizer").is_dir():
-        out["tokenizer"] = _shared_tokenizer(pad_bang and not xl)
+        out["tokenizer"] = _our_tokenizer(pad_bang and not xl)
     if xl and not (config_dir / "tokenizer_2").is_dir():
-        out["tokenizer_2"] = _shared_tokenizer(True)
+        out["tokenizer_2"] = _our_tokenizer(True)
     return out
 
 
@@ -260,8 +259,11 @@ def _load_pipeline(path: Path, model_config: str | None, prediction_type: str | 
         return pipe, family, "", path, ""
     suffix = path.suffix.lower()
     if suffix != ".safetensors" and suffix not in detect.PICKLE_SUFFIXES:
-        raise UserError(ErrorKind.unsupported, f"Unsupported model file type {suffix or '(none)'}.",
-                        "Use a .safetensors or .ckpt checkpoint, or a diffusers folder.")
+        hint = ("Choose the folder that contains model_index.json, not the file itself."
+                if path.name == "model_index.json" else
+                "Use a .safetensors or .ckpt checkpoint, or a diffusers folder.")
+        raise UserError(ErrorKind.unsupported,
+                        f"Unsupported model file type {suffix or '(none)'}.", hint)
     if suffix == ".safetensors":
         detect.read_safetensors_header(path)  # fail fast on corrupt files, before hashing
     sha = _file_sha(path, progress)
