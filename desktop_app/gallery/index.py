@@ -86,6 +86,11 @@ _ORDER = {
     SortOrder.seed: "seed ASC, id ASC",
 }
 
+_KEYSET = {
+    SortOrder.newest: "(created, id) < (?, ?)",
+    SortOrder.oldest: "(created, id) > (?, ?)",
+}
+
 
 @dataclass(frozen=True)
 class GalleryQuery:
@@ -376,9 +381,19 @@ class GalleryIndex:
             clauses.append("path IN (SELECT path FROM state.favourites)")
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
 
-    def query(self, query: GalleryQuery, limit: int = 200, offset: int = 0) -> list[GalleryEntry]:
-        """One page of matching images in the query's sort order."""
+    def query(self, query: GalleryQuery, limit: int = 200, offset: int = 0,
+              after: GalleryEntry | None = None) -> list[GalleryEntry]:
+        """One page of matching images in the query's sort order.
+
+        Pass the last entry of the previous page as `after` to page by key (constant time per
+        page at any depth, for the date orders) instead of by `offset`.
+        """
         where, args = self._where(query)
+        keyset = _KEYSET.get(query.sort) if after is not None else None
+        if keyset is not None and after is not None:
+            where += (" AND " if where else " WHERE ") + keyset
+            args += [after.created, after.id]
+            offset = 0
         sql = (f"SELECT {_COLUMNS}, path IN (SELECT path FROM state.favourites) FROM images"
                f"{where} ORDER BY {_ORDER[query.sort]} LIMIT ? OFFSET ?")
         return [_entry(row) for row in self.conn.execute(sql, [*args, limit, offset])]

@@ -87,7 +87,9 @@ class GalleryListModel(QAbstractListModel):
     def fetchMore(self, parent: _Index = QModelIndex()) -> None:  # noqa: B008
         if parent.isValid():
             return
-        page = self.index_db.query(self.query, limit=PAGE_SIZE, offset=len(self._entries))
+        last = self._entries[-1] if self._entries else None
+        page = self.index_db.query(self.query, limit=PAGE_SIZE, offset=len(self._entries),
+                                   after=last)
         page = [e for e in page if e.path not in self._rows]  # rows inserted by add_entry
         if not page:
             self._total = len(self._entries)

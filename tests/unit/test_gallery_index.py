@@ -171,3 +171,18 @@ def test_fts_expression_quotes_everything() -> None:
     conn.execute("CREATE VIRTUAL TABLE t USING fts5(a)")
     for text in ['a"b', "NEAR(", "*", "-x", "a:b", "(((", "AND"]:
         conn.execute("SELECT * FROM t WHERE t MATCH ?", (fts_expression(text),)).fetchall()
+
+
+def test_keyset_paging_matches_offset_paging(filled: GalleryIndex) -> None:
+    for sort in SortOrder:
+        q = GalleryQuery(sort=sort)
+        everything = filled.query(q, limit=100)
+        pages: list[str] = []
+        last = None
+        while True:
+            page = filled.query(q, limit=2, offset=len(pages), after=last)
+            if not page:
+                break
+            pages += [e.path for e in page]
+            last = page[-1]
+        assert pages == [e.path for e in everything]
