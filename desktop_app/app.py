@@ -29,6 +29,16 @@ LOG_FILE_NAME = "desktop-app.log"
 
 def process_uptime_ms() -> float:
     """Milliseconds since this process started (OS clock where available)."""
+    if sys.platform.startswith("linux"):
+        # /proc gives 10 ms resolution; psutil's create_time() rounds boot time to whole seconds.
+        try:
+            with open("/proc/self/stat", encoding="ascii") as stat:
+                start_ticks = int(stat.read().rsplit(")", 1)[1].split()[19])
+            with open("/proc/uptime", encoding="ascii") as uptime:
+                now = float(uptime.read().split()[0])
+            return (now - start_ticks / os.sysconf("SC_CLK_TCK")) * 1000
+        except (OSError, ValueError, IndexError):
+            pass
     try:
         import psutil
 
