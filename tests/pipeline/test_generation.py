@@ -1,0 +1,265 @@
+"""The diffusers backend end to end on tiny random models (CPU, 64×64, 2–4 steps)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from desktop_app.errors import ErrorKind, UserError
+from desktop_app.gallery.metadata import read_image_metadata
+from desktop_app.pipeline.api import CancelToken, GenerationCancelled, StepUpdate
+from desktop_app.pipeline.backend.diffusers_backend import DiffusersBackend
+from desktop_app.pipeline.backend.text_encoding import _apply_emphasis, encode_prompts
+from tests.pipeline.engine_helpers import SIZE, images_of, pixels, request, run
+
+LONG_PROMPT = ", ".join(f"word{i} red blue green" for i in range(60))  # > 4 chunks
+
+
+@pytest.fixture(scope="module")
+def backend() -> Iterator[DiffusersBackend]:
+    yield DiffusersBackend(previews=True)
+
+
+@pytest.fixture
+def sd15(tiny_sd15_file: Path, tiny_sd15_config: Path) -> dict[str, Any]:
+    return {"model": tiny_sd15_file, "config": tiny_sd15_config}
+
+
+def test_sd15_single_file_generates_a_png(backend: DiffusersBackend, sd15: dict[str, Any],
+                                          app_home: Path) -> None:
+    result, updates = run(backend, request(**sd15))
+    assert len(result.images) == 1
+    path = Path(result.images[0].path)
+    assert path.is_file() and path.is_relative_to(app_home / "outputs")
+    assert pixels(path).shape == (SIZE, SIZE, 3)
+    assert pixels(path).std() > 0  # not a blank image
+    assert [u.step for u in updates] == [1, 2] and updates[-1].total == 2
+    assert result.request.seed == 1234 and result.model_hash == backend.loaded.sha256
+
+
+def test_sdxl_generates(backend: DiffusersBackend, tiny_sdxl_file: Path,
+                        tiny_sdxl_config: Path) -> None:
+    result, _ = run(backend, request(tiny_sdxl_file, tiny_sdxl_config,
+                                     negative_prompt="blurry"))
+    image = images_of(result)[0]
+    assert image.shape == (SIZE, SIZE, 3) and image.std() > 0
+
+
+def test_diffusers_folder_generates(backend: DiffusersBackend, tiny_sd15_dir: Path) -> None:
+    result, _ = run(backend, request(tiny_sd15_dir))
+    assert images_of(result)[0].shape == (SIZE, SIZE, 3)
+
+
+def test_same_seed_same_pixels_other_seed_different(backend: DiffusersBackend,
+                                                     sd15: dict[str, Any]) -> None:
+    first = images_of(run(backend, request(**sd15, seed=7))[0])[0]
+    again = images_of(run(backend, request(**sd15, seed=7))[0])[0]
+    other = images_of(run(backend, request(**sd15, seed=8))[0])[0]
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, other)
+
+
+def test_random_seed_is_resolved_and_recorded(backend: DiffusersBackend,
+                                              sd15: dict[str, Any]) -> None:
+    result, _ = run(backend, request(**sd15, seed=-1))
+    assert result.request.seed >= 0
+    meta = read_image_metadata(Path(result.images[0].path))
+    assert meta is not None and meta.seed == result.request.seed == result.images[0].seed
+
+
+@pytest.mark.parametrize("sampler", ["Euler a", "DPM++ SDE Karras"])
+def test_batch_image_i_equals_single_run_with_seed_plus_i(
+        backend: DiffusersBackend, sd15: dict[str, Any], sampler: str) -> None:
+    batch, _ = run(backend, request(**sd15, seed=100, batch_size=2, batch_count=2,
+                                    sampler=sampler))
+    assert [i.seed for i in batch.images] == [100, 101, 102, 103]
+    batch_pixels = images_of(batch)
+    for index in (1, 3):
+        single = images_of(run(backend, request(**sd15, seed=100 + index, sampler=sampler))[0])
+        # Batched convolutions may round differently from single ones by a level or so.
+        assert np.abs(batch_pixels[index] - single[0]).max() <= 2
+
+
+def test_variation_strength_one_reaches_the_variation_seed(
+        backend: DiffusersBackend, sd15: dict[str, Any]) -> None:
+    base = images_of(run(backend, request(**sd15, seed=5))[0])[0]
+    target = images_of(run(backend, request(**sd15, seed=6))[0])[0]
+    half = images_of(run(backend, request(**sd15, seed=5, variation_seed=6,
+                                          variation_strength=0.5))[0])[0]
+    full = images_of(run(backend, request(**sd15, seed=5, variation_seed=6,
+                                          variation_strength=1.0))[0])[0]
+    assert np.abs(full - target).max() <= 2
+    assert not np.array_equal(half, base) and not np.array_equal(half, target)
+
+
+def test_variation_seed_is_recorded(backend: DiffusersBackend, sd15: dict[str, Any]) -> None:
+    result, _ = run(backend, request(**sd15, seed=5, variation_seed=9, variation_strength=0.3,
+                                     batch_size=2))
+    assert [(i.seed, i.variation_seed) for i in result.images] == [(5, 9), (5, 10)]
+    meta = read_image_metadata(Path(result.images[1].path))
+    assert meta is not None
+    assert (meta.seed, meta.variation_seed, meta.variation_strength) == (5, 10, 0.3)
+
+
+def test_long_prompt_runs_and_differs_from_its_truncation(
+        backend: DiffusersBackend, sd15: dict[str, Any]) -> None:
+    run(backend, request(**sd15))  # make sure the model is loaded
+    conditioning = encode_prompts(backend.loaded.pipe, LONG_PROMPT, "")
+    assert conditioning.chunks > 3
+    assert conditioning.negative_prompt_embeds.shape == conditioning.prompt_embeds.shape
+    truncated = backend.loaded.pipe.tokenizer.decode(
+        backend.loaded.pipe.tokenizer(LONG_PROMPT, add_special_tokens=False)["input_ids"][:75])
+    full = images_of(run(backend, request(**sd15, prompt=LONG_PROMPT))[0])[0]
+    short = images_of(run(backend, request(**sd15, prompt=truncated))[0])[0]
+    assert not np.array_equal(full, short)
+
+
+def test_long_negative_prompt_pads_the_positive(backend: DiffusersBackend,
+                                                sd15: dict[str, Any]) -> None:
+    result, _ = run(backend, request(**sd15, negative_prompt=LONG_PROMPT))
+    assert len(result.images) == 1
+
+
+def test_emphasis_changes_the_embedding_of_its_tokens_only(
+        backend: DiffusersBackend, sd15: dict[str, Any]) -> None:
+    run(backend, request(**sd15))
+    pipe = backend.loaded.pipe
+    plain = encode_prompts(pipe, "a photo of a cat", "").prompt_embeds
+    weighted = encode_prompts(pipe, "a photo of a (cat:1.5)", "").prompt_embeds
+    changed = (plain - weighted).abs().amax(dim=-1)[0]
+    assert changed[5] > 0  # BOS + "a photo of a" → "cat" is position 5
+    image_plain = images_of(run(backend, request(**sd15))[0])[0]
+    image_weighted = images_of(run(backend, request(**sd15, prompt="a photo of a (cat:1.5)"))[0])
+    assert not np.array_equal(image_plain, image_weighted[0])
+
+
+def test_emphasis_restores_the_chunk_mean_like_a1111_original() -> None:
+    torch.manual_seed(0)
+    hidden = torch.randn(2, 77, 8) + 0.5
+    weights = torch.ones(2, 77)
+    weights[0, 3] = 1.5
+    weights[1, 4] = 0.5
+    out = _apply_emphasis(hidden, weights)
+    assert torch.allclose(out.mean(dim=(1, 2)), hidden.mean(dim=(1, 2)), atol=1e-5)
+    ratio = out[0, 3] / out[0, 2] / (hidden[0, 3] / hidden[0, 2])
+    assert torch.allclose(ratio, torch.full_like(ratio, 1.5), atol=1e-4)
+
+
+def test_clip_skip_2_differs_from_1(backend: DiffusersBackend, sd15: dict[str, Any]) -> None:
+    one = images_of(run(backend, request(**sd15, clip_skip=1))[0])[0]
+    two = images_of(run(backend, request(**sd15, clip_skip=2))[0])[0]
+    assert not np.array_equal(one, two)
+
+
+def test_clip_skip_deeper_than_the_encoder_is_a_clean_error(
+        backend: DiffusersBackend, sd15: dict[str, Any]) -> None:
+    with pytest.raises(UserError) as info:
+        run(backend, request(**sd15, clip_skip=12))
+    assert info.value.kind is ErrorKind.bad_input
+
+
+def test_previews_arrive_every_step_at_one_eighth_size(backend: DiffusersBackend,
+                                                       sd15: dict[str, Any]) -> None:
+    _, updates = run(backend, request(**sd15, steps=3))
+    assert [u.step for u in updates] == [1, 2, 3]
+    for update in updates:
+        assert update.preview is not None
+        assert (update.preview.width, update.preview.height) == (SIZE // 8, SIZE // 8)
+        assert len(update.preview.rgb) == (SIZE // 8) ** 2 * 3
+
+
+def test_cancel_at_step_k_writes_nothing_and_the_next_job_works(
+        backend: DiffusersBackend, sd15: dict[str, Any], app_home: Path) -> None:
+    run(backend, request(**sd15))  # loaded
+    decodes = []
+    vae = backend.loaded.pipe.vae
+    original = vae.decode
+    vae.decode = lambda *a, **k: decodes.append(1) or original(*a, **k)
+    cancel = CancelToken()
+    seen: list[int] = []
+
+    def cancel_at_two(update: StepUpdate) -> None:
+        seen.append(update.step)
+        if update.step == 2:
+            cancel.cancel()
+
+    before = sorted((app_home / "outputs").rglob("*.png"))
+    try:
+        with pytest.raises(GenerationCancelled):
+            run(backend, request(**sd15, steps=4), cancel_at_two, cancel)
+        assert seen == [2 - 1, 2] and decodes == []
+        assert sorted((app_home / "outputs").rglob("*.png")) == before
+        result, _ = run(backend, request(**sd15, steps=2))
+        assert Path(result.images[0].path).is_file() and decodes == [1]
+    finally:
+        vae.decode = original
+
+
+def test_metadata_round_trips(backend: DiffusersBackend, sd15: dict[str, Any]) -> None:
+    req = request(**sd15, prompt="a (cat:1.2)", negative_prompt="dog", cfg_scale=5.5,
+                  sampler="DPM++ 2M Karras", seed=42, clip_skip=2)
+    result, _ = run(backend, req)
+    meta = read_image_metadata(Path(result.images[0].path))
+    assert meta is not None
+    assert (meta.prompt, meta.negative_prompt, meta.steps, meta.sampler, meta.cfg_scale,
+            meta.seed, meta.width, meta.height, meta.clip_skip) == (
+        "a (cat:1.2)", "dog", 2, "DPM++ 2M Karras", 5.5, 42, SIZE, SIZE, 2)
+    assert meta.model_hash == backend.loaded.sha256 and len(meta.model_hash) == 64
+    assert meta.model_name == Path(sd15["model"]).stem
+
+
+def test_vae_swap_keeps_the_unet_and_changes_the_image(
+        backend: DiffusersBackend, sd15: dict[str, Any], tiny_vae_file: Path) -> None:
+    base = images_of(run(backend, request(**sd15))[0])[0]
+    unet = backend.loaded.pipe.unet
+    swapped_result, _ = run(backend, request(**sd15, vae=str(tiny_vae_file)))
+    assert backend.loaded.pipe.unet is unet
+    assert not np.array_equal(images_of(swapped_result)[0], base)
+    meta = read_image_metadata(Path(swapped_result.images[0].path))
+    assert meta is not None and meta.vae_name == tiny_vae_file.stem and meta.vae_hash
+    back = images_of(run(backend, request(**sd15))[0])[0]
+    assert np.array_equal(back, base)
+
+
+def test_out_of_memory_becomes_a_user_error_and_the_next_job_works(
+        backend: DiffusersBackend, sd15: dict[str, Any]) -> None:
+    run(backend, request(**sd15))
+    unet = backend.loaded.pipe.unet
+
+    def exhausted(*args: Any, **kwargs: Any) -> Any:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    unet.forward = exhausted
+    try:
+        with pytest.raises(UserError) as info:
+            run(backend, request(**sd15))
+    finally:
+        del unet.forward
+    assert info.value.kind is ErrorKind.out_of_memory and info.value.hint
+    assert len(run(backend, request(**sd15))[0].images) == 1
+
+
+def test_output_to_an_explicit_png_path(sd15: dict[str, Any], tmp_path: Path) -> None:
+    backend = DiffusersBackend(tmp_path / "out.png", previews=False)
+    result, updates = run(backend, request(**sd15, batch_size=2))
+    assert [Path(i.path).name for i in result.images] == ["out.png", "out-1.png"]
+    assert all(u.preview is None for u in updates)
+    assert not list(tmp_path.glob(".*"))  # no reservation or temp litter
+
+
+def test_taesd_previews_are_full_size(sd15: dict[str, Any], tmp_path: Path) -> None:
+    from diffusers import AutoencoderTiny
+
+    tiny = AutoencoderTiny(encoder_block_out_channels=(8, 8, 8, 8),
+                           decoder_block_out_channels=(8, 8, 8, 8),
+                           num_encoder_blocks=(1, 1, 1, 1), num_decoder_blocks=(1, 1, 1, 1))
+    tiny.save_pretrained(str(tmp_path / "taesd"))
+    backend = DiffusersBackend(tmp_path / "img", taesd_folder=tmp_path)
+    _, updates = run(backend, request(**sd15))
+    assert updates[-1].preview is not None
+    assert (updates[-1].preview.width, updates[-1].preview.height) == (SIZE, SIZE)
