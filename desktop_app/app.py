@@ -25,6 +25,7 @@ from desktop_app import APP_NAME, __version__, paths
 log = logging.getLogger("desktop_app")
 _IMPORTED_AT = time.monotonic()
 LOG_FILE_NAME = "desktop-app.log"
+HEAVY_MODULES = ("torch", "diffusers", "transformers")
 
 
 def process_uptime_ms() -> float:
@@ -167,7 +168,9 @@ def main(args: list[str] | None = None) -> int:
         return run_self_test(lambda: build_studio(ns, log_file))
     studio = build_studio(ns, log_file)
     if ns.quit_after_show:
-        print(json.dumps({"ok": True, "window_shown_ms": round(studio.window_shown_ms, 1)}))
+        heavy = sorted(m for m in HEAVY_MODULES if m in sys.modules)
+        print(json.dumps({"ok": True, "window_shown_ms": round(studio.window_shown_ms, 1),
+                          "heavy_modules_at_show": heavy}))
         studio.window.close()  # type: ignore[attr-defined]
         return 0
     from PySide6.QtCore import QTimer
