@@ -144,3 +144,93 @@ def test_apply_plan_switches_tiling_and_slicing_in_place(tiny_folders: list[Path
     assert pipe.vae.use_tiling and pipe.unet is unet
     apply_plan(pipe, normal, previous=low)
     assert not pipe.vae.use_tiling
+
+
+# ---- through the real backend ----------------------------------------------------------------
+
+def _backend_request(model: Path, config: Path | None, **changes: Any) -> Any:
+    from tests.pipeline.engine_helpers import request
+
+    return request(model, config, **changes)
+
+
+def test_backend_switching_back_reuses_the_cached_pipeline(
+        tmp_path: Path, tiny_sd15_file: Path, tiny_sd15_config: Path,
+        tiny_folders: list[Path]) -> None:
+    from desktop_app.pipeline.backend.diffusers_backend import DiffusersBackend
+    from tests.pipeline.engine_helpers import images_of, run
+
+    backend = DiffusersBackend(tmp_path / "out", previews=False)
+    first, _ = run(backend, _backend_request(tiny_sd15_file, tiny_sd15_config))
+    pipe_a = backend.loaded.pipe
+    run(backend, _backend_request(tiny_folders[1], None))
+    assert backend.loaded.pipe is not pipe_a
+    again, _ = run(backend, _backend_request(tiny_sd15_file, tiny_sd15_config))
+    assert backend.loaded.pipe is pipe_a  # switched back without loading from disk
+    cache = backend._models.cache
+    assert (cache.hits, cache.misses) == (1, 2)
+    assert (images_of(again)[0] == images_of(first)[0]).all()
+
+
+def test_oom_fails_with_a_hint_and_low_vram_retry_reuses_the_model(
+        tmp_path: Path, tiny_sd15_file: Path, tiny_sd15_config: Path) -> None:
+    import torch
+
+    from desktop_app.errors import ErrorKind, UserError
+    from desktop_app.pipeline.backend.diffusers_backend import DiffusersBackend
+    from tests.pipeline.engine_helpers import run
+
+    backend = DiffusersBackend(tmp_path / "out", previews=False)
+    req = _backend_request(tiny_sd15_file, tiny_sd15_config)
+    run(backend, req)
+    pipe, unet = backend.loaded.pipe, backend.loaded.pipe.unet
+    assert not pipe.vae.use_tiling
+    real_forward = unet.forward
+    failures: list[int] = []
+
+    def exhausted_once(*args: Any, **kwargs: Any) -> Any:
+        if not failures:
+            failures.append(1)
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB")
+        return real_forward(*args, **kwargs)
+
+    unet.forward = exhausted_once
+    try:
+        with pytest.raises(UserError) as info:
+            run(backend, req)
+        assert info.value.kind is ErrorKind.out_of_memory
+        assert "low-VRAM" in info.value.hint
+        result, _ = run(backend, req.replace(low_vram=True))  # "Retry in low-VRAM mode"
+    finally:
+        del unet.forward
+    assert len(result.images) == 1 and Path(result.images[0].path).is_file()
+    assert backend.loaded.pipe is pipe and pipe.unet is unet  # no reload, no restart
+    assert pipe.vae.use_tiling  # the low-VRAM plan was applied in place
+    assert backend._models.cache.misses == 1
+    run(backend, req)  # and back to the normal plan
+    assert not pipe.vae.use_tiling
+
+
+def test_oom_in_low_vram_mode_says_so(tmp_path: Path, tiny_sd15_file: Path,
+                                      tiny_sd15_config: Path) -> None:
+    import torch
+
+    from desktop_app.errors import UserError
+    from desktop_app.pipeline.backend.diffusers_backend import DiffusersBackend
+    from tests.pipeline.engine_helpers import run
+
+    backend = DiffusersBackend(tmp_path / "out", previews=False)
+    req = _backend_request(tiny_sd15_file, tiny_sd15_config, low_vram=True)
+    run(backend, req)
+    unet = backend.loaded.pipe.unet
+
+    def exhausted(*args: Any, **kwargs: Any) -> Any:
+        raise torch.OutOfMemoryError("CUDA out of memory.")
+
+    unet.forward = exhausted
+    try:
+        with pytest.raises(UserError, match="even in low-VRAM mode") as info:
+            run(backend, req)
+    finally:
+        del unet.forward
+    assert "smaller size" in info.value.hint

@@ -13,14 +13,10 @@ decode never runs, nothing is written, and the pipeline stays usable for the nex
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import logging
 import os
 import time
 import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,28 +38,15 @@ from desktop_app.pipeline.api import (
     StepUpdate,
 )
 from desktop_app.pipeline.backend.device import plan_device
-from desktop_app.pipeline.backend.loading import LoadedModel, load_model, swap_vae
-from desktop_app.pipeline.backend.noise import batch_noise
-from desktop_app.pipeline.backend.previews import StepCapture, make_previewer
-from desktop_app.pipeline.backend.samplers import build_scheduler, sampler_spec
-from desktop_app.pipeline.backend.text_encoding import encode_prompts
+from desktop_app.pipeline.backend.loading import LoadedModel
+from desktop_app.pipeline.backend.memory import is_out_of_memory
+from desktop_app.pipeline.backend.model_cache import ModelSwitcher
+from desktop_app.pipeline.backend.noise import BatchNoise, batch_noise
+from desktop_app.pipeline.backend.previews import StepCapture
+from desktop_app.pipeline.backend.samplers import build_scheduler, quiet_known_warnings
+from desktop_app.pipeline.backend.text_encoding import Conditioning, encode_prompts
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class _ModelKey:
-    model: str | None
-    model_config: str | None
-    prediction_type: str | None
-    device: str
-    low_vram: bool
-
-    @classmethod
-    def of(cls, request: GenerationRequest) -> _ModelKey:
-        model = str(Path(request.model).expanduser().resolve()) if request.model else None
-        return cls(model, request.model_config, request.prediction_type, request.device,
-                   request.low_vram)
 
 
 class _StepReporter:
@@ -115,18 +98,6 @@ def _preview_image(rgb: torch.Tensor) -> PreviewImage:
                         rgb=array.tobytes())
 
 
-@contextlib.contextmanager
-def _quiet_sde(sampler: str) -> Iterator[None]:
-    """torchsde warns when float32 rounding puts a query a hair before its interval start
-    ("Should have ta>=t0"); harmless, so silenced for the DPM++ SDE sampler only."""
-    if sampler_spec(sampler).scheduler != "DPMSolverSDEScheduler":
-        yield
-        return
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"Should have t[ab]>=t0", category=UserWarning)
-        yield
-
-
 def _translate(exc: BaseException) -> UserError:
     """A UserError for any failure during a job; out-of-memory gets its own kind and hint."""
     name = type(exc).__name__
@@ -170,10 +141,10 @@ class DiffusersBackend:
         self.previews = previews
         self.taesd_folder = taesd_folder
         self._loaded: LoadedModel | None = None
-        self._key: _ModelKey | None = None
-        self._vae: str | None = None
         self._scheduler_config: dict[str, Any] = {}
         self._previewer: Any = None
+        # LRU of loaded pipelines + VAE swaps + memory plan (low-VRAM mode applied in place).
+        self._models = ModelSwitcher(previews=previews, taesd_folder=taesd_folder)
 
     # -- Backend protocol -------------------------------------------------------------------
 
@@ -196,6 +167,8 @@ class DiffusersBackend:
             raise
         except Exception as exc:
             log.exception("Generation failed")
+            if is_out_of_memory(exc):  # hooks freed; "Retry in low-VRAM mode" reuses the model
+                raise self._models.out_of_memory() from exc
             raise _translate(exc) from exc
         return GenerationResult(
             request=request, images=tuple(images), device=loaded.device.info.description,
@@ -212,30 +185,11 @@ class DiffusersBackend:
 
     def _ensure_model(self, request: GenerationRequest, on_load: LoadCallback | None
                       ) -> LoadedModel:
-        key = _ModelKey.of(request)
-        if self._loaded is not None and key == self._key:
-            if request.vae != self._vae:
-                swap_vae(self._loaded, request.vae)
-                self._vae = request.vae
-            return self._loaded
-        self._unload()
-        loaded = load_model(request.model, model_config=request.model_config, vae=request.vae,
-                            prediction_type=request.prediction_type, device=request.device,
-                            low_vram=request.low_vram, on_load=on_load)
-        loaded.pipe.set_progress_bar_config(disable=True)
-        self._loaded, self._key, self._vae = loaded, key, request.vae
-        self._scheduler_config = dict(loaded.pipe.scheduler.config)
-        is_xl = getattr(loaded.pipe, "text_encoder_2", None) is not None
-        self._previewer = make_previewer(is_xl, self.taesd_folder) if self.previews else None
+        active = self._models.ensure(request, on_load)
+        loaded: LoadedModel = active.loaded
+        self._loaded = loaded
+        self._scheduler_config, self._previewer = active.scheduler_config, active.previewer
         return loaded
-
-    def _unload(self) -> None:
-        if self._loaded is None:
-            return
-        self._loaded = self._key = self._previewer = None
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
 
     # -- generation -------------------------------------------------------------------------
 
@@ -256,28 +210,40 @@ class DiffusersBackend:
             pipe.scheduler = scheduler
             reporter = _StepReporter(cancel, on_step, StepCapture(scheduler), self._previewer,
                                      batch, request.batch_count)
-            device, dtype = pipe._execution_device, pipe.unet.dtype
-            try:
-                with _quiet_sde(request.sampler):
-                    latents = pipe(
-                        **conditioning.pipeline_kwargs(request.batch_size),
-                        latents=noise.latents.to(device=device, dtype=dtype),
-                        generator=noise.generators,
-                        num_inference_steps=request.steps,
-                        guidance_scale=request.cfg_scale,
-                        height=request.height,
-                        width=request.width,
-                        output_type="latent",
-                        callback_on_step_end=reporter,
-                    ).images
-            except BaseException:
-                pipe.maybe_free_model_hooks()  # skipped by the pipeline when a callback raises
-                raise
+            latents = self._denoise(pipe, request, conditioning, noise, reporter)
             decoded = decode_latents(pipe, latents)
             pipe.maybe_free_model_hooks()
             for offset, image in enumerate(decoded):
                 images.append(self._save(loaded, request, first + offset, image))
         return images
+
+    @staticmethod
+    def _denoise(pipe: Any, request: GenerationRequest, conditioning: Conditioning,
+                 noise: BatchNoise, reporter: _StepReporter) -> torch.Tensor:
+        """The denoising loop of one pipeline call; returns latents (no VAE decode).
+
+        Known harmless library warnings are silenced with `warnings.catch_warnings` (a class,
+        not a `contextlib.contextmanager`: those cannot re-raise the frozen UserError).
+        """
+        device, dtype = pipe._execution_device, pipe.unet.dtype
+        try:
+            with warnings.catch_warnings():
+                quiet_known_warnings()
+                output = pipe(
+                    **conditioning.pipeline_kwargs(request.batch_size),
+                    latents=noise.latents.to(device=device, dtype=dtype),
+                    generator=noise.generators,
+                    num_inference_steps=request.steps,
+                    guidance_scale=request.cfg_scale,
+                    height=request.height,
+                    width=request.width,
+                    output_type="latent",
+                    callback_on_step_end=reporter,
+                )
+        except BaseException:
+            pipe.maybe_free_model_hooks()  # skipped by the pipeline when a callback raises
+            raise
+        return output.images  # type: ignore[no-any-return]
 
     def _save(self, loaded: LoadedModel, request: GenerationRequest, index: int,
               image: Any) -> GeneratedImage:

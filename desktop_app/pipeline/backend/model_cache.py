@@ -19,7 +19,7 @@ import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,7 @@ class CachedModel:
     nbytes: int
     plan: Any = None  # the MemoryPlan last applied (None: apply everything next time)
     load_seconds: float = 0.0
+    extras: dict[str, Any] = field(default_factory=dict)  # the backend's per-model state
 
     @property
     def pipe(self) -> Any:
@@ -174,3 +175,100 @@ class ModelCache:
         if entry.key.device != "cpu" and not getattr(entry.plan, "cpu_offload", False):
             entry.pipe.to(entry.key.device)
         self._active = entry.key
+
+
+@dataclass
+class ActiveModel:
+    """What a job needs from the switcher: the loaded model and its per-model helpers."""
+
+    loaded: Any  # loading.LoadedModel
+    scheduler_config: dict[str, Any]
+    previewer: Any
+    plan: Any  # memory.MemoryPlan applied for this job
+    cache_hit: bool
+
+
+class ModelSwitcher:
+    """The backend's model manager: LRU cache + VAE swaps + memory plan, one call per job.
+
+    `ensure(request)` returns the model for a request: a cache hit reuses the loaded pipeline
+    (a changed VAE is swapped in without touching the UNet); a changed low-VRAM flag or image
+    size only re-applies the memory plan in place. Lives in the worker thread.
+    """
+
+    def __init__(self, cache: ModelCache | None = None, *, previews: bool = True,
+                 taesd_folder: Any = None) -> None:
+        self.cache = cache or ModelCache()
+        self.previews = previews
+        self.taesd_folder = taesd_folder
+        self._previewers: dict[bool, Any] = {}
+        self.current: CachedModel | None = None
+
+    def key_for(self, request: Any) -> ModelKey:
+        """Cache key of a request's model (device resolved now; file stat signature)."""
+        from desktop_app.pipeline.backend.device import plan_device
+        from desktop_app.pipeline.backend.loading import default_model_path
+
+        plan = plan_device(request.device)
+        path = str(request.model) if request.model else str(default_model_path())
+        dtype = str(plan.dtype).removeprefix("torch.")
+        try:
+            return ModelKey.for_file(os.path.expanduser(path), model_config=request.model_config,
+                                     prediction_type=request.prediction_type,
+                                     device=plan.device, dtype=dtype)
+        except OSError:  # let the loader report the missing file with its own message
+            return ModelKey(path, -1, -1, request.model_config, request.prediction_type,
+                            plan.device, dtype)
+
+    def ensure(self, request: Any, on_load: Any = None) -> ActiveModel:
+        """Load or reuse the request's model, apply its VAE and memory plan."""
+        from desktop_app.pipeline.api import ModelFamily
+        from desktop_app.pipeline.backend.loading import load_model, swap_vae
+        from desktop_app.pipeline.backend.memory import apply_plan, plan_memory, probe_memory
+
+        key = self.key_for(request)
+        hits = self.cache.hits
+
+        def load() -> Any:
+            loaded = load_model(request.model, model_config=request.model_config,
+                                vae=request.vae, prediction_type=request.prediction_type,
+                                device=request.device, low_vram=False, on_load=on_load)
+            loaded.pipe.set_progress_bar_config(disable=True)
+            return loaded
+
+        entry = self.cache.get_or_load(key, load)
+        loaded = entry.value
+        entry.extras.setdefault("scheduler_config", dict(loaded.pipe.scheduler.config))
+        entry.extras.setdefault("vae", request.vae)
+        if entry.extras["vae"] != request.vae:
+            swap_vae(loaded, request.vae)
+            entry.extras["vae"] = request.vae
+            entry.plan = None
+        plan = plan_memory(probe_memory(key.device), loaded.family or ModelFamily.sd15,
+                           request.width, request.height, request.batch_size,
+                           force_low_vram=request.low_vram, dtype=key.dtype)
+        apply_plan(loaded.pipe, plan, previous=entry.plan)
+        entry.plan = plan
+        self.current = entry
+        return ActiveModel(loaded, entry.extras["scheduler_config"], self._previewer(loaded),
+                           plan, self.cache.hits > hits)
+
+    def _previewer(self, loaded: Any) -> Any:
+        if not self.previews:
+            return None
+        from desktop_app.pipeline.backend.previews import make_previewer
+
+        is_xl = getattr(loaded.pipe, "text_encoder_2", None) is not None
+        if is_xl not in self._previewers:
+            self._previewers[is_xl] = make_previewer(is_xl, self.taesd_folder)
+        return self._previewers[is_xl]
+
+    def out_of_memory(self) -> Any:
+        """Clean up after an out-of-memory failure; the UserError to raise (hint: low VRAM)."""
+        from desktop_app.pipeline.backend.memory import out_of_memory_error, recover_from_oom
+
+        plan = None
+        if self.current is not None:
+            recover_from_oom(self.current.pipe)
+            plan = self.current.plan
+        return out_of_memory_error(plan)
