@@ -8,7 +8,8 @@
 # Runs `--bundle-check` (dependencies, lazy imports, samplers, resources, Qt plugins) with stdout
 # and stderr closed (a windowed start), then `--self-test` (the real window and one generation),
 # prints each JSON line and the build size and times. Exit code 0 only when both pass. When run as root (where chmod does not stop writes)
-# the app runs as user nobody, so the read-only install folder really is read-only.
+# the app runs as user nobody, so the read-only install folder really is read-only, and in a
+# network namespace without interfaces, so any network access would fail.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-.venv/bin/python}"
@@ -18,6 +19,9 @@ BUILD=1
 
 t0=$(date +%s)
 if [ "$BUILD" = 1 ]; then
+    if ! "$PY" -m PyInstaller --version >/dev/null 2>&1; then
+        "$PY" -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[package]"
+    fi
     "$PY" packaging/build.py
 fi
 t1=$(date +%s)
@@ -32,9 +36,17 @@ chmod -R a-w "$WORK/desktop-app"
 mkdir -m 777 "$WORK/home"
 
 AS_USER=()
+ISOLATION="read-only install folder"
 if [ "$(id -u)" = 0 ]; then
     AS_USER=(setpriv --reuid=65534 --regid=65534 --clear-groups --)
+    ISOLATION="$ISOLATION, user nobody"
+    # A private network namespace with no interfaces: proof that the app never needs the network.
+    if unshare -n true 2>/dev/null; then
+        AS_USER=(unshare -n "${AS_USER[@]}")
+        ISOLATION="$ISOLATION, no network"
+    fi
 fi
+echo "smoke: running from $WORK/desktop-app ($ISOLATION)"
 
 # Run one check of the frozen app and print its JSON line; return its exit status.
 # With "closed", stdout and stderr are closed, as in a windowed app started from a desktop:

@@ -73,6 +73,10 @@ def _fix_missing_streams() -> None:
 
 
 def main() -> int:
+    import multiprocessing
+
+    # A frozen app re-executes itself for multiprocessing children (spawn on Windows/macOS).
+    multiprocessing.freeze_support()
     _offline_environment()
     _fix_missing_streams()
     if sys.argv[1:] == ["--bundle-check"]:

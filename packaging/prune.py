@@ -17,6 +17,7 @@ import contextlib
 import fnmatch
 import importlib.util
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -102,12 +103,12 @@ EXCLUDED_MODULES: tuple[str, ...] = (
 )
 
 # diffusers' and transformers' `__init__` name every pipeline and model for type checkers, so the
-# import scan would collect all of them (~60 MB of Python). Only these sub-packages are kept: the
-# SD 1.x/2.x/SDXL pipelines and the transformers models they (and their static imports) use.
-KEPT_SUBPACKAGES: dict[str, tuple[str, ...]] = {
-    "diffusers.pipelines": ("stable_diffusion", "stable_diffusion_xl"),
-    "transformers.models": ("auto", "clip", "siglip", "dpt", "beit", "encoder_decoder"),
-}
+# import scan would collect all of them (~60 MB of Python). Only the SD 1.x/2.x/SDXL pipelines are
+# kept, and the transformers models that the kept diffusers code and the app import by name
+# (found by `transformers_models_used`, so a diffusers update that imports a new model at module
+# level keeps working), plus these.
+KEPT_DIFFUSERS_PIPELINES = ("stable_diffusion", "stable_diffusion_xl")
+KEPT_TRANSFORMERS_MODELS = ("auto", "clip")
 
 PRUNED_PATTERNS: tuple[str, ...] = (
     # Headers, CMake files, static and import libraries: only for compiling against torch/Qt.
@@ -182,10 +183,10 @@ def is_pruned(dest: str) -> bool:
 def subpackage_excludes(parent: str, keep: Iterable[str]) -> list[str]:
     """Module names of `parent`'s sub-packages other than `keep`, found without importing."""
     top, _, rest = parent.partition(".")
-    spec = importlib.util.find_spec(top)
-    if spec is None or not spec.submodule_search_locations:
+    package = _package_dir(top)
+    if package is None:
         return []
-    folder = Path(next(iter(spec.submodule_search_locations))).joinpath(*rest.split("."))
+    folder = package.joinpath(*rest.split("."))
     kept = set(keep)
     return sorted(
         f"{parent}.{child.name}"
@@ -194,11 +195,77 @@ def subpackage_excludes(parent: str, keep: Iterable[str]) -> list[str]:
     )
 
 
-def excluded_modules() -> list[str]:
+def _package_dir(name: str) -> Path | None:
+    spec = importlib.util.find_spec(name)  # top-level only: nothing is imported
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+_FROM_TRANSFORMERS = re.compile(r"from transformers import\s*(\([^)]*\)|[^\n]*)")
+_CLASS_DEF = re.compile(r"^class (\w+)", re.MULTILINE)
+_SIBLING_MODEL = re.compile(r"from \.\.(\w+)")
+
+
+def _imported_transformers_names(sources: Iterable[Path]) -> set[str]:
+    names: set[str] = set()
+    for source in sources:
+        for match in _FROM_TRANSFORMERS.finditer(source.read_text("utf-8", errors="replace")):
+            for item in match.group(1).strip("()").replace("\\", "").split(","):
+                name = item.split("#")[0].split(" as ")[0].strip()
+                if name.isidentifier():
+                    names.add(name)
+    return names
+
+
+def _kept_diffusers_sources(diffusers_dir: Path) -> list[Path]:
+    skipped = {f"{m.split('.', 1)[1].replace('.', '/')}" for m in EXCLUDED_MODULES
+               if m.startswith("diffusers.")}
+    pipelines = diffusers_dir / "pipelines"
+    sources = []
+    for file in diffusers_dir.rglob("*.py"):
+        relative = file.relative_to(diffusers_dir).with_suffix("").as_posix()
+        if any(relative == s or relative.startswith(s + "/") for s in skipped):
+            continue
+        if file.parent != pipelines and pipelines in file.parents:
+            family = file.relative_to(pipelines).parts[0]
+            if family not in KEPT_DIFFUSERS_PIPELINES:
+                continue
+        sources.append(file)
+    return sources
+
+
+def transformers_models_used(app_dir: Path | None = None) -> set[str]:
+    """transformers.models sub-packages that kept diffusers code or the app import by name."""
+    transformers_dir = _package_dir("transformers")
+    diffusers_dir = _package_dir("diffusers")
+    if transformers_dir is None:
+        return set(KEPT_TRANSFORMERS_MODELS)
+    sources = _kept_diffusers_sources(diffusers_dir) if diffusers_dir else []
+    if app_dir is not None:
+        sources += list(app_dir.rglob("*.py"))
+    wanted = _imported_transformers_names(sources)
+    models_dir = transformers_dir / "models"
+    defined_in: dict[str, str] = {}
+    for file in models_dir.glob("*/*.py"):
+        for name in _CLASS_DEF.findall(file.read_text("utf-8", errors="replace")):
+            defined_in.setdefault(name, file.parent.name)
+    used = {defined_in[n] for n in wanted if n in defined_in} | set(KEPT_TRANSFORMERS_MODELS)
+    pending = list(used)
+    while pending:  # models import sibling models (dpt → beit, auto → encoder_decoder)
+        for file in (models_dir / pending.pop()).glob("*.py"):
+            for sibling in _SIBLING_MODEL.findall(file.read_text("utf-8", errors="replace")):
+                if sibling not in used and (models_dir / sibling / "__init__.py").is_file():
+                    used.add(sibling)
+                    pending.append(sibling)
+    return used
+
+
+def excluded_modules(app_dir: Path | None = None) -> list[str]:
     """Everything the analysis must ignore: `EXCLUDED_MODULES` plus the unused sub-packages."""
     names = list(EXCLUDED_MODULES)
-    for parent, keep in KEPT_SUBPACKAGES.items():
-        names += subpackage_excludes(parent, keep)
+    names += subpackage_excludes("diffusers.pipelines", KEPT_DIFFUSERS_PIPELINES)
+    names += subpackage_excludes("transformers.models", transformers_models_used(app_dir))
     return names
 
 
