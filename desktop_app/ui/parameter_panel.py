@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QRegularExpression, QSignalBlocker, Qt
@@ -21,7 +22,13 @@ from PySide6.QtWidgets import (
 )
 
 from desktop_app.pipeline import api
-from desktop_app.state.models import BuiltinModelProvider, ModelChoice, ModelProvider, size_presets
+from desktop_app.state.models import (
+    BuiltinModelProvider,
+    ModelChoice,
+    ModelProvider,
+    guess_family,
+    size_presets,
+)
 from desktop_app.state.parameters import ParametersState
 
 TIPS = {
@@ -283,7 +290,7 @@ class ParameterPanel(QWidget):
             "clip_skip": lambda: self.clip_skip_spin.setValue(value),
             "aspect_locked": lambda: self.aspect_lock_button.setChecked(value),
             "seed": lambda: self._sync_seed(value),
-            "model": lambda: self._select_data(self.model_combo, value, by_path=True),
+            "model": lambda: self._select_model(value),
             "vae": lambda: self._select_data(self.vae_combo, value),
         }
         setter = setters.get(name)
@@ -319,10 +326,18 @@ class ParameterPanel(QWidget):
         with QSignalBlocker(self.size_preset_combo):
             self.size_preset_combo.setCurrentIndex(max(0, index))
 
+    def _select_model(self, path: str | None) -> None:
+        if not self._select_data(self.model_combo, path, by_path=True) and path is not None:
+            # A model the provider does not list (restored parameters): offer it anyway.
+            choice = ModelChoice(Path(path).stem, path, guess_family(Path(path)))
+            self.model_combo.addItem(f"{choice.name}  ·  {choice.family.label}", choice)
+            self.model_combo.setCurrentIndex(self.model_combo.count() - 1)
+
     @staticmethod
-    def _select_data(combo: QComboBox, value: Any, by_path: bool = False) -> None:
+    def _select_data(combo: QComboBox, value: Any, by_path: bool = False) -> bool:
         for index in range(combo.count()):
             data = combo.itemData(index)
             if (data.path if by_path and isinstance(data, ModelChoice) else data) == value:
                 combo.setCurrentIndex(index)
-                return
+                return True
+        return False

@@ -123,3 +123,10 @@ def test_builtin_provider_lists_the_demo_model_and_files(tmp_path: Path) -> None
     assert models[1].family is ModelFamily.sdxl
     assert [v.name for v in provider.vaes()][1:] == ["clear-vae"]
     assert BuiltinModelProvider(tmp_path / "missing").models()[0].path is None
+
+
+def test_a_restored_model_the_provider_does_not_list_is_offered(panel: ParameterPanel) -> None:
+    panel.state.restore_parameters({"model": "/elsewhere/anime_xl.safetensors"})
+    choice = panel.current_model()
+    assert choice is not None and choice.path == "/elsewhere/anime_xl.safetensors"
+    assert choice.family is ModelFamily.sdxl and _request(panel).model == choice.path
