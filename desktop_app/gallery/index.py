@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import contextlib
-import enum
 import logging
 import os
 import sqlite3
@@ -26,70 +25,30 @@ from pathlib import Path
 
 from desktop_app import paths
 from desktop_app.gallery import storage
+from desktop_app.gallery.index_schema import (
+    COLUMNS,
+    KEYSET,
+    ORDER,
+    SCHEMA,
+    STATE_SCHEMA,
+    UPSERT,
+    SortOrder,
+    fts_expression,
+)
 from desktop_app.gallery.metadata import ImageMetadata, read_image_metadata
 
 log = logging.getLogger(__name__)
 
+__all__ = ["GalleryEntry", "GalleryIndex", "GalleryQuery", "ScanStats", "SortOrder",
+           "fts_expression"]
+
 INDEX_NAME = "gallery.sqlite3"
 STATE_NAME = "gallery_state.sqlite3"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Above this many FTS matches, walking the sort index and probing the match set beats
+# fetching and sorting every match (measured at 100 000 images: benchmarks/gallery_scale.py).
+SCAN_PLAN_MIN_MATCHES = 2000
 BATCH = 500
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS images (
-    id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE, root TEXT NOT NULL,
-    size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, created REAL NOT NULL,
-    prompt TEXT NOT NULL DEFAULT '', negative_prompt TEXT NOT NULL DEFAULT '',
-    model TEXT NOT NULL DEFAULT '', sampler TEXT NOT NULL DEFAULT '', seed INTEGER,
-    steps INTEGER, cfg REAL, width INTEGER, height INTEGER, source TEXT NOT NULL DEFAULT '');
-CREATE INDEX IF NOT EXISTS images_created ON images(created);
-CREATE INDEX IF NOT EXISTS images_model ON images(model, created);
-CREATE INDEX IF NOT EXISTS images_seed ON images(seed);
-CREATE INDEX IF NOT EXISTS images_root ON images(root);
-CREATE VIRTUAL TABLE IF NOT EXISTS images_fts USING fts5(
-    prompt, negative_prompt, model, sampler, seed, content='images', content_rowid='id');
-CREATE TRIGGER IF NOT EXISTS images_ai AFTER INSERT ON images BEGIN
-    INSERT INTO images_fts(rowid, prompt, negative_prompt, model, sampler, seed)
-    VALUES (new.id, new.prompt, new.negative_prompt, new.model, new.sampler, new.seed); END;
-CREATE TRIGGER IF NOT EXISTS images_ad AFTER DELETE ON images BEGIN
-    INSERT INTO images_fts(images_fts, rowid, prompt, negative_prompt, model, sampler, seed)
-    VALUES ('delete', old.id, old.prompt, old.negative_prompt, old.model, old.sampler,
-            old.seed); END;
-CREATE TRIGGER IF NOT EXISTS images_au AFTER UPDATE ON images BEGIN
-    INSERT INTO images_fts(images_fts, rowid, prompt, negative_prompt, model, sampler, seed)
-    VALUES ('delete', old.id, old.prompt, old.negative_prompt, old.model, old.sampler,
-            old.seed);
-    INSERT INTO images_fts(rowid, prompt, negative_prompt, model, sampler, seed)
-    VALUES (new.id, new.prompt, new.negative_prompt, new.model, new.sampler, new.seed); END;
-"""
-_STATE_SCHEMA = """
-CREATE TABLE IF NOT EXISTS state.favourites (path TEXT PRIMARY KEY, added REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS state.roots (path TEXT PRIMARY KEY, added REAL NOT NULL);
-"""
-_COLUMNS = ("id, path, prompt, negative_prompt, model, sampler, seed, steps, cfg, width, "
-            "height, created, size, source, mtime_ns")
-
-
-class SortOrder(enum.Enum):
-    """How the grid is ordered."""
-
-    newest = "newest"
-    oldest = "oldest"
-    model = "model"
-    seed = "seed"
-
-
-_ORDER = {
-    SortOrder.newest: "created DESC, id DESC",
-    SortOrder.oldest: "created ASC, id ASC",
-    SortOrder.model: "model ASC, created DESC",
-    SortOrder.seed: "seed ASC, id ASC",
-}
-
-_KEYSET = {
-    SortOrder.newest: "(created, id) < (?, ?)",
-    SortOrder.oldest: "(created, id) > (?, ?)",
-}
 
 
 @dataclass(frozen=True)
@@ -149,12 +108,6 @@ class ScanStats:
     unchanged: int = 0
 
 
-def fts_expression(text: str) -> str:
-    """User words → an FTS5 query: each word quoted (no syntax errors) and prefix-matched."""
-    words = [w.replace('"', '""') for w in text.split() if w.strip('"')]
-    return " AND ".join(f'"{w}"*' for w in words[:32])
-
-
 def _created(meta: ImageMetadata | None, mtime: float) -> float:
     if meta is not None and meta.created:
         with contextlib.suppress(ValueError, OverflowError, OSError):
@@ -169,16 +122,6 @@ def _row(path: str, root: str, st: os.stat_result,
     return (path, root, st.st_size, st.st_mtime_ns, _created(meta, st.st_mtime),
             m.prompt, m.negative_prompt, m.model_name, m.sampler, seed, m.steps,
             m.cfg_scale, m.width, m.height, m.source if meta is not None else "")
-
-
-_UPSERT = """INSERT INTO images (path, root, size, mtime_ns, created, prompt, negative_prompt,
-    model, sampler, seed, steps, cfg, width, height, source)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-    ON CONFLICT(path) DO UPDATE SET root=excluded.root, size=excluded.size,
-    mtime_ns=excluded.mtime_ns, created=excluded.created, prompt=excluded.prompt,
-    negative_prompt=excluded.negative_prompt, model=excluded.model, sampler=excluded.sampler,
-    seed=excluded.seed, steps=excluded.steps, cfg=excluded.cfg, width=excluded.width,
-    height=excluded.height, source=excluded.source"""
 
 
 def _entry(row: tuple[object, ...]) -> GalleryEntry:
@@ -205,6 +148,7 @@ class GalleryIndex:
                                   else paths.outputs_dir())
         self.db_path = self.folder / INDEX_NAME
         self.conn = self._open()
+        self._fts_counts: dict[str, int] = {}  # per search text; reset by every write
 
     # -- connection -------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -214,11 +158,11 @@ class GalleryIndex:
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("ATTACH DATABASE ? AS state", (str(self.folder / STATE_NAME),))
         conn.execute("PRAGMA state.journal_mode=WAL")
-        conn.executescript(_STATE_SCHEMA)
+        conn.executescript(STATE_SCHEMA)
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version not in (0, SCHEMA_VERSION):
             raise sqlite3.DatabaseError(f"index schema {version}")
-        conn.executescript(_SCHEMA)
+        conn.executescript(SCHEMA)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         conn.execute("SELECT count(*) FROM images_fts WHERE images_fts MATCH 'x'").fetchone()
         return conn
@@ -317,9 +261,10 @@ class GalleryIndex:
         return ScanStats(added, updated, removed, unchanged)
 
     def _write(self, rows: list[tuple[object, ...]]) -> None:
+        self._fts_counts.clear()
         if rows:
             with self._transaction() as conn:
-                conn.executemany(_UPSERT, rows)
+                conn.executemany(UPSERT, rows)
             rows.clear()
 
     def rebuild(self) -> ScanStats:
@@ -345,6 +290,7 @@ class GalleryIndex:
 
     def remove_path(self, path: Path | str) -> None:
         """Forget one image (after it was deleted or moved away)."""
+        self._fts_counts.clear()
         self.conn.execute("DELETE FROM images WHERE path = ?", (_norm(path),))
 
     # -- favourites -------------------------------------------------------------------------
@@ -361,12 +307,29 @@ class GalleryIndex:
         return row.fetchone() is not None
 
     # -- queries ----------------------------------------------------------------------------
+    def _fts_count(self, expression: str, fresh: bool = False) -> int:
+        """Matches of an FTS expression; cached for choosing query plans (another thread's
+        writes may make it stale, which only affects speed), fresh for `count`."""
+        cached = None if fresh else self._fts_counts.get(expression)
+        if cached is None:
+            cached = int(self.conn.execute(
+                "SELECT count(*) FROM images_fts WHERE images_fts MATCH ?",
+                (expression,)).fetchone()[0])
+            if len(self._fts_counts) > 64:
+                self._fts_counts.clear()
+            self._fts_counts[expression] = cached
+        return cached
+
     def _where(self, query: GalleryQuery) -> tuple[str, list[object]]:
         clauses: list[str] = []
         args: list[object] = []
         expression = fts_expression(query.search)
         if expression:
-            clauses.append("id IN (SELECT rowid FROM images_fts WHERE images_fts MATCH ?)")
+            # "+id" stops SQLite from driving the query by the match set: for common words,
+            # walking the sort order's index and probing the matches stops after one page.
+            many = self._fts_count(expression) > SCAN_PLAN_MIN_MATCHES
+            column = "+id" if many else "id"
+            clauses.append(f"{column} IN (SELECT rowid FROM images_fts WHERE images_fts MATCH ?)")
             args.append(expression)
         if query.model is not None:
             clauses.append("model = ?")
@@ -389,17 +352,20 @@ class GalleryIndex:
         page at any depth, for the date orders) instead of by `offset`.
         """
         where, args = self._where(query)
-        keyset = _KEYSET.get(query.sort) if after is not None else None
+        keyset = KEYSET.get(query.sort) if after is not None else None
         if keyset is not None and after is not None:
             where += (" AND " if where else " WHERE ") + keyset
             args += [after.created, after.id]
             offset = 0
-        sql = (f"SELECT {_COLUMNS}, path IN (SELECT path FROM state.favourites) FROM images"
-               f"{where} ORDER BY {_ORDER[query.sort]} LIMIT ? OFFSET ?")
+        sql = (f"SELECT {COLUMNS}, path IN (SELECT path FROM state.favourites) FROM images"
+               f"{where} ORDER BY {ORDER[query.sort]} LIMIT ? OFFSET ?")
         return [_entry(row) for row in self.conn.execute(sql, [*args, limit, offset])]
 
     def count(self, query: GalleryQuery) -> int:
         """How many images match."""
+        expression = fts_expression(query.search)
+        if expression and query == GalleryQuery(search=query.search, sort=query.sort):
+            return self._fts_count(expression, fresh=True)
         where, args = self._where(query)
         return int(self.conn.execute(f"SELECT count(*) FROM images{where}", args).fetchone()[0])
 
@@ -407,7 +373,7 @@ class GalleryIndex:
         """The indexed record of one file."""
         full = _norm(path)
         row = self.conn.execute(
-            f"SELECT {_COLUMNS}, path IN (SELECT path FROM state.favourites) FROM images "
+            f"SELECT {COLUMNS}, path IN (SELECT path FROM state.favourites) FROM images "
             "WHERE path = ?", (full,)).fetchone()
         return _entry(row) if row else None
 

@@ -186,3 +186,18 @@ def test_keyset_paging_matches_offset_paging(filled: GalleryIndex) -> None:
             pages += [e.path for e in page]
             last = page[-1]
         assert pages == [e.path for e in everything]
+
+
+def test_both_search_plans_give_the_same_pages(filled: GalleryIndex,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import desktop_app.gallery.index as index_module
+
+    for sort in SortOrder:
+        q = GalleryQuery(search="a", sort=sort)
+        monkeypatch.setattr(index_module, "SCAN_PLAN_MIN_MATCHES", 10**9)
+        filled._fts_counts.clear()
+        by_rowid = [e.path for e in filled.query(q)]
+        monkeypatch.setattr(index_module, "SCAN_PLAN_MIN_MATCHES", 0)
+        filled._fts_counts.clear()
+        by_scan = [e.path for e in filled.query(q)]
+        assert by_rowid == by_scan and len(by_scan) == filled.count(q) == 5
