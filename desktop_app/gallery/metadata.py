@@ -11,6 +11,7 @@ metadata never raises: readers return None or a partial record.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -138,11 +139,11 @@ class ImageMetadata:
         if not isinstance(data, Mapping) or not isinstance(data.get("schema"), int):
             return None
         kwargs: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            if f.name in data:
-                value = _coerce(f.name, data[f.name])
-                if value is not None or f.name in _OPTIONAL:
-                    kwargs[f.name] = value
+        for name in _field_names():
+            if name in data:
+                value = _coerce(name, data[name])
+                if value is not None or name in _OPTIONAL:
+                    kwargs[name] = value
         if not kwargs.get("model_hash") and _is_sha256(data.get("model_sha256")):
             kwargs["model_hash"] = data["model_sha256"]
         return cls(**kwargs)
@@ -150,6 +151,11 @@ class ImageMetadata:
     @property
     def size(self) -> str:
         return f"{self.width}x{self.height}" if self.width and self.height else ""
+
+
+@functools.cache
+def _field_names() -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(ImageMetadata))
 
 
 _OPTIONAL = {"steps", "cfg_scale", "seed", "width", "height", "variation_seed", "request"}
