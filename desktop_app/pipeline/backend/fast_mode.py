@@ -89,6 +89,7 @@ class FastModeState:
     preview_interval_s: float = 0.0
     on_load: LoadCallback | None = None
     arch_key: str = ""
+    offloaded: bool = False
     restore: list[Any] = field(default_factory=list, repr=False)
 
     def notify(self, stage: str, fraction: float) -> None:
@@ -169,6 +170,23 @@ def apply_fast_mode(
     return state
 
 
+def sync_fast_mode(loaded: HasPipe, enabled: bool, width: int, height: int, batch: int,
+                   on_load: LoadCallback | None = None) -> FastModeState | None:
+    """The one call a backend makes per job: put fast mode on or take it off `loaded.pipe`.
+
+    Also re-applies when the memory plan changed underneath (low-VRAM offload switched on or
+    off in place), since compiled calls and CPU offload hooks do not mix.
+    """
+    state = _STATES.get(loaded.pipe)
+    if not enabled:
+        if state is not None:
+            remove_fast_mode(loaded)
+        return None
+    if state is not None and state.offloaded != _has_offload_hooks(loaded.pipe):
+        remove_fast_mode(loaded)
+    return apply_fast_mode(loaded, width, height, batch, on_load)
+
+
 def fast_mode_state(loaded: HasPipe) -> FastModeState | None:
     """The fast-mode state of a pipeline, or None when fast mode was never applied to it."""
     return _STATES.get(loaded.pipe)
@@ -197,6 +215,7 @@ def _prepare(pipe: Any, state: FastModeState, config: FastModeConfig) -> None:
         log.info("%s", state.reason)
         return
     if _has_offload_hooks(pipe):
+        state.offloaded = True
         state.reason = "Fast mode is off in low-VRAM mode (models move between CPU and GPU)."
         log.info("%s", state.reason)
         return

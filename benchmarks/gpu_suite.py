@@ -1,0 +1,429 @@
+"""GPU suite: our engine vs raw diffusers, eager vs fast mode, peak VRAM, on random-weight models.
+
+One prepared script for a GPU session (CI never has a GPU). For each family (SD1.5 512², SDXL
+1024²; 30 steps, CFG 7.5, fp16, sampler Euler on both sides) it:
+  1. builds the real architecture from our shipped configs (`resources/configs/<family>`) with
+     random weights directly on the GPU, saves it as a diffusers folder and loads it back through
+     our engine (`DiffusersBackend`, previews on) — the raw diffusers calls use the very same
+     pipeline object, so both sides run the same weights;
+  2. eager: raw `pipe(...)` + PNG save vs `backend.generate(...)`, alternated, R repeats;
+  3. fast mode (`apply_fast_mode` on the same pipeline): first call = compile time, then the
+     same alternation; images compared with the eager ones of the same seed (mean absolute
+     difference in 8-bit levels and PSNR; tolerance stated in MATCH_*);
+  4. low-VRAM mode through the engine (model CPU offload), one image, peak VRAM;
+  5. a second process with the same compile cache measures the warm-start compile time.
+Peak VRAM (`torch.cuda.max_memory_allocated`) is recorded for every case. A time budget skips
+remaining phases (listed in the JSON) so a run fits a 10-minute limit; `--quick` trims repeats.
+
+    python -m benchmarks.gpu_suite --quick          # ~8 min on one H100
+    python -m benchmarks.gpu_suite --smoke-cpu      # tiny models on the CPU: checks the script
+
+Prints a table and a final JSON line. Without CUDA it says so and exits 0 (nothing measured).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+MATCH_MEAN_ABS = 2.0  # 8-bit levels
+MATCH_PSNR_DB = 30.0
+PROMPT = "a photo of an astronaut riding a horse on the moon, highly detailed"
+NEGATIVE = "blurry, low quality"
+FAMILIES = {"sd15": 512, "sdxl": 1024}
+
+
+@dataclass
+class Case:
+    """One measured configuration."""
+
+    family: str
+    name: str  # e.g. "raw eager", "engine fast"
+    seconds: list[float] = field(default_factory=list)
+    steps: int = 0
+    peak_gib: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def median_s(self) -> float:
+        values = sorted(self.seconds)
+        return values[len(values) // 2] if values else float("nan")
+
+    @property
+    def its(self) -> float:
+        return self.steps / self.median_s if self.seconds else float("nan")
+
+
+@dataclass
+class Suite:
+    args: argparse.Namespace
+    started: float = field(default_factory=time.perf_counter)
+    cases: list[Case] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def left(self) -> float:
+        return float(self.args.budget_s - (time.perf_counter() - self.started))
+
+    def allow(self, phase: str, need_s: float) -> bool:
+        if self.left() >= need_s:
+            return True
+        self.skipped.append(f"{phase} (needs ~{need_s:.0f} s, {self.left():.0f} s left)")
+        print(f"-- skipping {phase}: time budget", flush=True)
+        return False
+
+
+def _sync() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _reset_peak() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _peak_gib() -> float:
+    import torch
+
+    return torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else 0.0
+
+
+def build_random_folder(family: str, folder: Path, device: str, smoke: bool) -> None:
+    """The family's architecture with random weights (fp16 on CUDA), saved as a diffusers folder."""
+    import torch
+
+    if smoke:
+        from tests.fixtures.tiny_models import make_tiny_sd15_pipeline, make_tiny_sdxl_pipeline
+
+        pipe = (make_tiny_sdxl_pipeline if family == "sdxl" else make_tiny_sd15_pipeline)()
+        pipe.save_pretrained(str(folder), safe_serialization=True)
+        return
+    import diffusers
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    from desktop_app import paths
+
+    configs = paths.resource("configs", family)
+    dtype = torch.float16
+    parts: dict[str, Any] = {}
+    with torch.device(device):  # random init on the GPU: seconds instead of minutes
+        torch.manual_seed(0)
+        parts["unet"] = diffusers.UNet2DConditionModel.from_config(
+            diffusers.UNet2DConditionModel.load_config(str(configs / "unet"))).to(dtype)
+        parts["vae"] = diffusers.AutoencoderKL.from_config(
+            diffusers.AutoencoderKL.load_config(str(configs / "vae"))).to(dtype)
+        parts["text_encoder"] = CLIPTextModel(
+            CLIPTextConfig.from_pretrained(str(configs / "text_encoder"))).to(dtype)
+        if family == "sdxl":
+            parts["text_encoder_2"] = CLIPTextModelWithProjection(
+                CLIPTextConfig.from_pretrained(str(configs / "text_encoder_2"))).to(dtype)
+    from transformers import CLIPTokenizer
+
+    tokenizer_dir = str(paths.resource("tokenizer"))
+    parts["tokenizer"] = CLIPTokenizer.from_pretrained(tokenizer_dir)
+    scheduler_cls = diffusers.EulerDiscreteScheduler
+    parts["scheduler"] = scheduler_cls.from_pretrained(str(configs), subfolder="scheduler")
+    if family == "sdxl":
+        parts["tokenizer_2"] = CLIPTokenizer.from_pretrained(tokenizer_dir, pad_token="!")
+        pipe = diffusers.StableDiffusionXLPipeline(**parts)
+    else:
+        pipe = diffusers.StableDiffusionPipeline(**parts, safety_checker=None,
+                                                 feature_extractor=None,
+                                                 requires_safety_checker=False)
+    pipe.save_pretrained(str(folder), safe_serialization=True)
+    del pipe, parts
+    torch.cuda.empty_cache()
+
+
+class Runner:
+    """Runs raw diffusers and our engine on one loaded model."""
+
+    def __init__(self, family: str, folder: Path, out: Path, device: str, smoke: bool) -> None:
+        from desktop_app.pipeline.backend.diffusers_backend import DiffusersBackend
+
+        self.family, self.folder, self.out, self.device = family, folder, out, device
+        self.size = 64 if smoke else FAMILIES[family]
+        self.steps = 3 if smoke else 30
+        self.backend = DiffusersBackend(out / "engine", previews=True)
+        self.previews = 0
+        from diffusers import EulerDiscreteScheduler
+
+        self.scheduler_config = EulerDiscreteScheduler.load_config(str(folder / "scheduler"))
+
+    def close(self) -> None:
+        """Drop the engine and its model, so the next family has the GPU to itself."""
+        import gc
+
+        import torch
+
+        self.backend = None  # type: ignore[assignment]
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def request(self, seed: int, low_vram: bool = False) -> Any:
+        from desktop_app.pipeline.api import GenerationRequest
+
+        return GenerationRequest(
+            prompt=PROMPT, negative_prompt=NEGATIVE, model=str(self.folder), sampler="Euler",
+            steps=self.steps, cfg_scale=7.5, seed=seed, width=self.size, height=self.size,
+            device=self.device, low_vram=low_vram)
+
+    def engine(self, seed: int, low_vram: bool = False, on_load: Any = None) -> tuple[float, Any]:
+        """One engine image; (seconds, uint8 array)."""
+        import numpy as np
+        from PIL import Image
+
+        from desktop_app.pipeline.api import CancelToken
+
+        def on_step(update: Any) -> None:
+            self.previews += update.preview is not None
+
+        _sync()
+        started = time.perf_counter()
+        result = self.backend.generate(self.request(seed, low_vram), CancelToken(), on_step,
+                                       on_load)
+        _sync()
+        seconds = time.perf_counter() - started
+        return seconds, np.asarray(Image.open(result.images[0].path).convert("RGB"))
+
+    @property
+    def pipe(self) -> Any:
+        loaded = self.backend.loaded
+        assert loaded is not None, "the engine loads the model on its first job"
+        return loaded.pipe
+
+    def raw(self, seed: int) -> tuple[float, Any]:
+        """One raw diffusers image on the same pipeline, saved as PNG like a user would."""
+        import numpy as np
+        import torch
+        from diffusers import EulerDiscreteScheduler
+
+        pipe = self.pipe
+        pipe.scheduler = EulerDiscreteScheduler.from_config(self.scheduler_config)
+        _sync()
+        started = time.perf_counter()
+        image = pipe(PROMPT, negative_prompt=NEGATIVE, num_inference_steps=self.steps,
+                     guidance_scale=7.5, width=self.size, height=self.size,
+                     generator=torch.Generator("cpu").manual_seed(seed)).images[0]
+        image.save(self.out / f"raw-{seed}.png")
+        _sync()
+        return time.perf_counter() - started, np.asarray(image.convert("RGB"))
+
+
+def compare(a: Any, b: Any) -> dict[str, float | bool]:
+    """Mean absolute difference (8-bit levels), PSNR (dB) and whether both are in tolerance."""
+    import numpy as np
+
+    x, y = a.astype(np.float64), b.astype(np.float64)
+    mse = float(((x - y) ** 2).mean())
+    psnr = float("inf") if mse == 0 else 10 * float(np.log10(255.0**2 / mse))
+    mean_abs = float(np.abs(x - y).mean())
+    return {"mean_abs": round(mean_abs, 3), "psnr_db": round(psnr, 2),
+            "match": bool(mean_abs <= MATCH_MEAN_ABS and psnr >= MATCH_PSNR_DB)}
+
+
+def alternate(suite: Suite, runner: Runner, label: str, repeats: int) -> dict[str, Any]:
+    """Raw and engine alternated (order swapped each round); returns seed-0 images."""
+    raw = Case(runner.family, f"raw {label}", steps=runner.steps)
+    ours = Case(runner.family, f"engine {label}", steps=runner.steps)
+    images: dict[str, Any] = {}
+    for round_ in range(repeats):
+        order = [("raw", raw), ("engine", ours)]
+        for kind, case in order if round_ % 2 == 0 else order[::-1]:
+            _reset_peak()
+            seconds, image = (runner.raw if kind == "raw" else runner.engine)(seed=round_)
+            case.seconds.append(seconds)
+            case.peak_gib = max(case.peak_gib, _peak_gib())
+            if round_ == 0:
+                images[kind] = image
+    suite.cases += [raw, ours]
+    ratio = ours.its / raw.its
+    ours.extra["ratio_vs_raw"] = round(ratio, 4)
+    print(f"   {label}: raw {raw.its:.2f} it/s, engine {ours.its:.2f} it/s, "
+          f"engine/raw {ratio:.3f}", flush=True)
+    return images
+
+
+def run_family(suite: Suite, family: str, tmp: Path) -> None:
+    args = suite.args
+    device = "cpu" if args.smoke_cpu else "cuda"
+    folder = tmp / f"{family}-random"
+    if not folder.exists():
+        started = time.perf_counter()
+        build_random_folder(family, folder, device, args.smoke_cpu)
+        suite.notes.append(f"{family}: built + saved random weights in "
+                           f"{time.perf_counter() - started:.1f} s")
+    runner = Runner(family, folder, tmp / family, device, args.smoke_cpu)
+    (tmp / family).mkdir(exist_ok=True)
+    started = time.perf_counter()
+    runner.engine(seed=100)  # load + warm-up (CUDA context, cuBLAS/cuDNN autotune)
+    load = Case(family, "engine load + first image", seconds=[time.perf_counter() - started],
+                steps=runner.steps, peak_gib=_peak_gib())
+    runner.raw(seed=100)
+    suite.cases.append(load)
+    print(f"== {family}: {runner.size}² {runner.steps} steps CFG 7.5", flush=True)
+    eager = alternate(suite, runner, "eager", args.repeats)
+    if not args.skip_fast and suite.allow(f"{family} fast mode", args.fast_need_s[family]):
+        run_fast(suite, runner, eager)
+    if not args.skip_lowvram and device == "cuda" and suite.allow(f"{family} low-VRAM", 60):
+        run_low_vram(suite, runner)
+    runner.close()
+
+
+def run_fast(suite: Suite, runner: Runner, eager: dict[str, Any]) -> None:
+    from desktop_app.pipeline.backend import fast_mode
+
+    config = fast_mode.FastModeConfig()
+    if suite.args.smoke_cpu:
+        config = fast_mode.FastModeConfig(require_cuda=False, backend="aot_eager")
+    notices: list[str] = []
+    state = fast_mode.apply_fast_mode(runner.backend.loaded, runner.size, runner.size, 1,  # type: ignore[arg-type]
+                                      lambda u: notices.append(u.stage), config)
+    print(f"   fast mode: {state.reason}", flush=True)
+    _reset_peak()
+    seconds, _ = runner.engine(seed=100)  # compiles (UNet + VAE) inside the job
+    suite.cases.append(Case(runner.family, "engine fast: first image (compile)", [seconds],
+                            runner.steps, _peak_gib(), {"notices": notices[:6],
+                                                        "compile_s": state.compile_seconds}))
+    runner.raw(seed=100)  # the raw call path at this shape (same UNet shapes: no recompile)
+    fast = alternate(suite, runner, "fast", suite.args.repeats)
+    for kind in ("raw", "engine"):
+        match = compare(fast[kind], eager[kind])
+        next(c for c in suite.cases if c.family == runner.family
+             and c.name == f"{kind} fast").extra["vs_eager"] = match
+        print(f"   {kind} fast vs eager image: {match}", flush=True)
+    fast_mode.remove_fast_mode(runner.backend.loaded)  # type: ignore[arg-type]
+
+
+def run_low_vram(suite: Suite, runner: Runner) -> None:
+    _reset_peak()
+    seconds, _ = runner.engine(seed=0, low_vram=True)  # reload with CPU offload + first image
+    first_peak = _peak_gib()
+    _reset_peak()
+    again, _ = runner.engine(seed=1, low_vram=True)
+    suite.cases.append(Case(runner.family, "engine low-VRAM", [again], runner.steps,
+                            max(first_peak, _peak_gib()), {"load_and_first_s": round(seconds, 2)}))
+    print(f"   low-VRAM: {runner.steps / again:.2f} it/s, peak {_peak_gib():.2f} GiB", flush=True)
+
+
+def warm_compile_child(family: str, folder: Path) -> None:
+    """In a fresh process with the same DESKTOP_APP_HOME: time the first fast-mode image."""
+    runner = Runner(family, folder, folder.parent / "warm", "cuda", smoke=False)
+    (folder.parent / "warm").mkdir(exist_ok=True)
+    runner.engine(seed=100)
+    from desktop_app.pipeline.backend import fast_mode
+
+    state = fast_mode.apply_fast_mode(runner.backend.loaded, runner.size, runner.size, 1)  # type: ignore[arg-type]
+    seconds, _ = runner.engine(seed=101)
+    print(json.dumps({"warm_first_fast_image_s": round(seconds, 2),
+                      "compile_s": state.compile_seconds}))
+
+
+def run_warm_cache(suite: Suite, tmp: Path) -> None:
+    folder = tmp / "sd15-random"
+    cmd = [sys.executable, "-m", "benchmarks.gpu_suite", "--warm-child", str(folder)]
+    started = time.perf_counter()
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
+                         timeout=max(60.0, suite.left()))
+    line = (out.stdout.strip().splitlines() or ["{}"])[-1]
+    data = json.loads(line) if line.startswith("{") else {"error": out.stderr[-500:]}
+    suite.cases.append(Case("sd15", "second start: first fast image (warm cache)",
+                            [float(data.get("warm_first_fast_image_s", "nan"))], 30, 0.0,
+                            {**data, "process_s": round(time.perf_counter() - started, 1)}))
+    print(f"   second start, warm compile cache: {data}", flush=True)
+
+
+def print_table(suite: Suite) -> None:
+    print("\n| family | case | median s/image | it/s | peak VRAM GiB | notes |")
+    print("|---|---|---|---|---|---|")
+    for c in suite.cases:
+        notes = ", ".join(f"{k}={v}" for k, v in c.extra.items() if k != "notices")
+        print(f"| {c.family} | {c.name} | {c.median_s:.3f} | {c.its:.2f} | {c.peak_gib:.2f} | "
+              f"{notes} |")
+
+
+def environment() -> dict[str, Any]:
+    import diffusers
+    import torch
+
+    env = {"torch": torch.__version__, "diffusers": diffusers.__version__,
+           "python": sys.version.split()[0]}
+    if torch.cuda.is_available():
+        env["gpu"] = torch.cuda.get_device_name()
+        env["cuda"] = torch.version.cuda
+    return env
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="2 repeats; budget 540 s")
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--families", default="sd15,sdxl")
+    parser.add_argument("--budget-s", type=float, default=None)
+    parser.add_argument("--skip-fast", action="store_true")
+    parser.add_argument("--skip-lowvram", action="store_true")
+    parser.add_argument("--skip-warm", action="store_true")
+    parser.add_argument("--smoke-cpu", action="store_true", help="tiny models on the CPU")
+    parser.add_argument("--warm-child", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    args.repeats = args.repeats or (2 if args.quick or args.smoke_cpu else 3)
+    args.budget_s = args.budget_s or (540.0 if args.quick else 1800.0)
+    args.fast_need_s = {"sd15": 150.0, "sdxl": 240.0}
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import torch
+
+    if args.warm_child:
+        warm_compile_child("sd15", args.warm_child)
+        return 0
+    if not torch.cuda.is_available() and not args.smoke_cpu:
+        print("gpu_suite: no CUDA GPU here; nothing measured. Run on a GPU machine: "
+              "python -m benchmarks.gpu_suite --quick")
+        print(json.dumps({"benchmark": "gpu_suite", "skipped": "no CUDA GPU"}))
+        return 0
+    suite = Suite(args)
+    with tempfile.TemporaryDirectory(prefix="gpu-suite-") as tmp_name:
+        tmp = Path(tmp_name)
+        os.environ["DESKTOP_APP_HOME"] = str(tmp / "home")  # fresh compile cache: cold numbers
+        for family in [f for f in args.families.split(",") if f]:
+            if suite.allow(f"{family} eager", 90 if family == "sd15" else 150):
+                run_family(suite, family, tmp)
+        if not (args.skip_warm or args.skip_fast or args.smoke_cpu) and "sd15" in args.families \
+                and suite.allow("warm-cache second start", 90):
+            run_warm_cache(suite, tmp)
+    print_table(suite)
+    for note in suite.notes:
+        print(f"note: {note}")
+    print(json.dumps({"benchmark": "gpu_suite", "env": environment(),
+                      "tolerance": {"mean_abs": MATCH_MEAN_ABS, "psnr_db": MATCH_PSNR_DB},
+                      "cases": [{**asdict(c), "median_s": round(c.median_s, 4),
+                                 "its": round(c.its, 2)} for c in suite.cases],
+                      "skipped": suite.skipped, "wall_s": round(time.perf_counter()
+                                                                - suite.started, 1)}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
