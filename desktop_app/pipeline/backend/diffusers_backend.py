@@ -38,6 +38,7 @@ from desktop_app.pipeline.api import (
     StepUpdate,
 )
 from desktop_app.pipeline.backend.device import plan_device
+from desktop_app.pipeline.backend.fast_mode import sync_fast_mode
 from desktop_app.pipeline.backend.loading import LoadedModel
 from desktop_app.pipeline.backend.memory import is_out_of_memory
 from desktop_app.pipeline.backend.model_cache import ModelSwitcher
@@ -56,14 +57,17 @@ class _StepReporter:
     list, which has two entries per step for second-order samplers (Heun, DPM2), so
     `step = index + 1` of `pipe.num_timesteps` is exact. On CUDA the preview's copy to the host
     is started asynchronously and published one step later (always including the last step),
-    so previews never stall the GPU queue.
+    so previews never stall the GPU queue. `preview_interval_s` > 0 (fast mode) computes at
+    most one preview per interval, plus the last step's.
     """
 
     def __init__(self, cancel: CancelToken, on_step: StepCallback, capture: StepCapture,
-                 previewer: Any, batch_index: int, batch_total: int) -> None:
+                 previewer: Any, batch_index: int, batch_total: int,
+                 preview_interval_s: float = 0.0) -> None:
         self.cancel, self.on_step, self.capture = cancel, on_step, capture
         self.previewer, self.batch_index, self.batch_total = previewer, batch_index, batch_total
         self._pending: tuple[torch.Tensor, Any] | None = None
+        self.preview_interval_s, self._preview_at = preview_interval_s, float("-inf")
 
     def __call__(self, pipe: Any, index: int, timestep: Any, kwargs: dict[str, Any]) -> Any:
         self.cancel.raise_if_cancelled()
@@ -75,6 +79,11 @@ class _StepReporter:
     def _preview(self, latents: torch.Tensor, *, last: bool) -> Any:
         if self.previewer is None:
             return None
+        if self.preview_interval_s > 0 and not last:
+            now = time.perf_counter()
+            if now - self._preview_at < self.preview_interval_s:
+                return None
+            self._preview_at = now
         rgb = self.previewer.rgb(self.capture.preview_latents(latents))
         if rgb.device.type != "cuda":
             return _preview_image(rgb)
@@ -136,8 +145,12 @@ class DiffusersBackend:
     """
 
     def __init__(self, output: str | Path | None = None, *, previews: bool = True,
-                 taesd_folder: Path | None = None) -> None:
+                 taesd_folder: Path | None = None, fast_mode: bool = False) -> None:
         self.output = Path(output).expanduser() if output is not None else None
+        # Fast mode (settings): compiled UNet + CUDA graphs on CUDA, eager elsewhere
+        # (fast_mode.py). May be flipped between jobs; the next job applies or removes it.
+        self.fast_mode = fast_mode
+        self._preview_interval_s = 0.0
         self.previews = previews
         self.taesd_folder = taesd_folder
         self._loaded: LoadedModel | None = None
@@ -188,6 +201,9 @@ class DiffusersBackend:
         active = self._models.ensure(request, on_load)
         loaded: LoadedModel = active.loaded
         self._loaded = loaded
+        fast = sync_fast_mode(loaded, self.fast_mode, request.width, request.height,
+                              request.batch_size, on_load)
+        self._preview_interval_s = fast.preview_interval_s if fast is not None else 0.0
         self._scheduler_config, self._previewer = active.scheduler_config, active.previewer
         return loaded
 
@@ -209,7 +225,7 @@ class DiffusersBackend:
             scheduler = build_scheduler(request.sampler, self._scheduler_config, noise.seeds)
             pipe.scheduler = scheduler
             reporter = _StepReporter(cancel, on_step, StepCapture(scheduler), self._previewer,
-                                     batch, request.batch_count)
+                                     batch, request.batch_count, self._preview_interval_s)
             latents = self._denoise(pipe, request, conditioning, noise, reporter)
             decoded = decode_latents(pipe, latents)
             pipe.maybe_free_model_hooks()
