@@ -92,8 +92,9 @@ def _matches(entry: dict[str, Any], st: os.stat_result) -> bool:
 class HashCache:
     """Persistent cache of file hashes, keyed by (absolute path, size, mtime_ns).
 
-    Safe to use from several threads; each update rewrites the JSON file atomically. A damaged
-    cache file is ignored (and replaced on the next write), never an error.
+    Safe to use from several threads; each update merges with what is on disk (another process
+    may share the file) and rewrites it atomically. A damaged cache file is ignored (and
+    replaced on the next write), never an error.
     """
 
     def __init__(self, file: Path | None = None) -> None:
@@ -107,23 +108,27 @@ class HashCache:
 
     def _load(self) -> dict[str, dict[str, Any]]:
         if self._entries is None:
-            self._entries = {}
-            try:
-                data = json.loads(self.file.read_text(encoding="utf-8"))
-                if isinstance(data, dict) and data.get("version") == CACHE_VERSION:
-                    entries = data.get("entries", {})
-                    if isinstance(entries, dict):
-                        self._entries = {k: v for k, v in entries.items() if isinstance(v, dict)}
-            except FileNotFoundError:
-                pass
-            except (OSError, ValueError) as exc:
-                log.warning("Ignoring unreadable hash cache %s: %s", self.file, exc)
+            self._entries = self._on_disk()
         return self._entries
+
+    def _on_disk(self) -> dict[str, dict[str, Any]]:
+        try:
+            data = json.loads(self.file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(data, dict) or data.get("version") != CACHE_VERSION:
+            return {}
+        entries = data.get("entries", {})
+        return {k: v for k, v in entries.items() if isinstance(v, dict)} \
+            if isinstance(entries, dict) else {}
 
     def _save(self) -> None:
         target = self.file
         target.parent.mkdir(parents=True, exist_ok=True)
-        payload = json.dumps({"version": CACHE_VERSION, "entries": self._entries}, indent=0)
+        # Another process (GUI and CLI share the cache) may have added entries since we read it.
+        merged = {**self._on_disk(), **(self._entries or {})}
+        self._entries = merged
+        payload = json.dumps({"version": CACHE_VERSION, "entries": merged}, indent=0)
         fd, tmp = tempfile.mkstemp(prefix=".hashes-", suffix=".tmp", dir=target.parent)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:

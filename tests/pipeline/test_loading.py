@@ -199,7 +199,7 @@ def test_bad_vae_keeps_the_current_one(tiny_sd15_dir: Path, tmp_path: Path) -> N
 
 
 def _lightning_ckpt(tmp_path: Path, state: dict[str, torch.Tensor],
-                    monkeypatch: pytest.MonkeyPatch) -> Path:
+                    monkeypatch: pytest.MonkeyPatch, legacy: bool = False) -> Path:
     """A .ckpt like 2022 SD releases: state_dict plus a pickled Lightning ModelCheckpoint."""
     module = types.ModuleType("pytorch_lightning.callbacks.model_checkpoint")
 
@@ -216,7 +216,8 @@ def _lightning_ckpt(tmp_path: Path, state: dict[str, torch.Tensor],
                             else types.ModuleType(name))
     path = tmp_path / "lightning.ckpt"
     torch.save({"state_dict": state, "global_step": 470000, "epoch": 6,
-                "callbacks": {"ModelCheckpoint": ModelCheckpoint()}}, path)
+                "callbacks": {"ModelCheckpoint": ModelCheckpoint()}}, path,
+               _use_new_zipfile_serialization=not legacy)
     for name in ("pytorch_lightning", "pytorch_lightning.callbacks", module.__name__):
         monkeypatch.delitem(sys.modules, name)
     return path
@@ -238,13 +239,14 @@ def test_lightning_ckpt_converts_and_loads(
     _assert_same_weights(loaded.pipe, reference.pipe)
 
 
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "pre-zip-format"])
 def test_convert_ckpt_writes_an_equal_safetensors_file(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, legacy: bool) -> None:
     from safetensors.torch import load_file
 
     base = torch.randn(4, 4)
     state = {"a": base, "b": base[0]}  # shared storage, as in many pickles
-    out = convert_ckpt_to_safetensors(_lightning_ckpt(tmp_path, state, monkeypatch),
+    out = convert_ckpt_to_safetensors(_lightning_ckpt(tmp_path, state, monkeypatch, legacy),
                                       tmp_path / "out" / "m.safetensors")
     back = load_file(str(out))
     assert torch.equal(back["a"], base) and torch.equal(back["b"], base[0])

@@ -143,3 +143,14 @@ def test_concurrent_hashing_keeps_every_entry(tmp_path: Path) -> None:
     stored = json.loads((tmp_path / "cache.json").read_text())["entries"]
     assert {str(f.absolute()): hashlib.sha256(f.read_bytes()).hexdigest() for f in files} == {
         k: v["sha256"] for k, v in stored.items()}
+
+
+def test_entries_written_by_another_process_are_kept(tmp_path: Path) -> None:
+    a, b = HashCache(tmp_path / "cache.json"), HashCache(tmp_path / "cache.json")
+    first = _write(tmp_path / "1.bin", b"one")
+    second = _write(tmp_path / "2.bin", b"two")
+    a.sha256(first)  # a's in-memory view is now loaded
+    b.sha256(second)
+    a.sha256(_write(tmp_path / "3.bin", b"three"))  # a's write must not drop b's entry
+    stored = json.loads((tmp_path / "cache.json").read_text())["entries"]
+    assert {str(first.absolute()), str(second.absolute())} <= stored.keys()

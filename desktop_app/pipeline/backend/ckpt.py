@@ -112,7 +112,9 @@ def _torch_load_once(path: Path, stubs: list[str]) -> Any:
     with warnings.catch_warnings(record=True) as caught, \
             torch.serialization.safe_globals(safe):
         warnings.simplefilter("always")
-        data = torch.load(str(path), map_location="cpu", weights_only=True)
+        # mmap (zip checkpoints only): tensors stay file-backed until cloned, halving peak RAM.
+        data = torch.load(str(path), map_location="cpu", weights_only=True,
+                          mmap=zipfile.is_zipfile(path))
     for w in caught:
         log.info("torch.load(%s): %s", path.name, w.message)
     return data

@@ -136,7 +136,7 @@ def _load_error(exc: BaseException, what: str, hint: str = _CONFIG_HINT) -> User
     if isinstance(exc, UserError):
         return exc
     friendly = friendly_error(exc)
-    if friendly.kind is ErrorKind.out_of_memory:
+    if friendly.kind is not ErrorKind.runtime:  # out of memory, missing file: their own advice
         return friendly
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
     return UserError(ErrorKind.unsupported, f"Could not load {what}: {first}", hint)
