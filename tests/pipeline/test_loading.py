@@ -59,6 +59,13 @@ def _assert_same_weights(a: Any, b: Any) -> None:
         assert all(torch.equal(sa[k], sb[k]) for k in sa), name
 
 
+def _reallocate_weights(pipe: Any) -> None:
+    for name in ("unet", "vae", "text_encoder", "text_encoder_2"):
+        module = getattr(pipe, name, None)
+        for param in module.parameters() if module is not None else ():
+            param.data = param.data.clone()
+
+
 # ---- each source kind ------------------------------------------------------------------------
 
 
@@ -91,8 +98,11 @@ def test_sdxl_single_file_with_model_config_matches_the_folder(
     assert type(single.pipe).__name__ == "StableDiffusionXLPipeline"
     assert single.pipe.tokenizer_2.pad_token == "!"
     _assert_same_weights(single.pipe, folder.pipe)
-    # Weights are bit-identical; the image may differ by float noise (tensor alignment).
-    assert abs(_image(single) - _image(folder)).max() < 1e-5
+    # from_pretrained leaves some weights in the file's mmap at unaligned addresses, which
+    # changes CPU matmul rounding (~1e-7). With every weight in fresh memory: bit-identical.
+    for pipe in (single.pipe, folder.pipe):
+        _reallocate_weights(pipe)
+    assert (_image(single) == _image(folder)).all()
 
 
 def test_single_file_hash_is_the_full_sha256_and_is_cached(tiny_sd15_file: Path,
