@@ -234,3 +234,26 @@ def test_oom_in_low_vram_mode_says_so(tmp_path: Path, tiny_sd15_file: Path,
     finally:
         del unet.forward
     assert "smaller size" in info.value.hint
+
+
+def test_a_taesd_downloaded_by_the_library_is_found_for_previews() -> None:
+    import torch
+    from diffusers import AutoencoderTiny
+    from safetensors.torch import save_file
+
+    from desktop_app.library.catalog import load_catalog
+    from desktop_app.pipeline.backend.previews import load_taesd, taesd_dir
+
+    catalog = load_catalog()
+    folder = catalog.library.folder_for("taesd")
+    assert folder == taesd_dir()  # downloads land where the engine looks
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    original = AutoencoderTiny()
+    save_file({k: v.contiguous() for k, v in original.state_dict().items()},
+              str(folder / catalog.entry("taesd").filename))
+    loaded = load_taesd(is_xl=False)
+    assert loaded is not None
+    key = "decoder.layers.0.weight"
+    assert torch.equal(loaded.state_dict()[key], original.state_dict()[key])
+    assert load_taesd(is_xl=True) is None  # TAESDXL not downloaded

@@ -155,6 +155,10 @@ def _decoder_from_original(file: Path) -> Any:
         from safetensors.torch import load_file
 
         state = load_file(str(file))
+        if any(k.startswith("decoder.layers.") for k in state):  # a whole diffusers TAESD
+            tiny = AutoencoderTiny()
+            tiny.load_state_dict(state)
+            return tiny
     else:
         state = torch.load(str(file), map_location="cpu", weights_only=True)
     mapped = {}
@@ -175,7 +179,8 @@ def load_taesd(is_xl: bool, folder: Path | None = None) -> Any | None:
     """
     base = folder if folder is not None else taesd_dir()
     stem = "taesdxl" if is_xl else "taesd"
-    candidates = [base / stem, base / f"{stem}_decoder.safetensors", base / f"{stem}_decoder.pth"]
+    candidates = [base / stem, base / f"{stem}_decoder.safetensors", base / f"{stem}_decoder.pth",
+                  base / f"{stem}.safetensors"]  # the library's download (diffusers keys)
     for candidate in candidates:
         if not candidate.exists():
             continue
