@@ -138,12 +138,12 @@ def build_scheduler(
 def quiet_known_warnings() -> None:
     """Inside `warnings.catch_warnings()`: silence two harmless library warnings.
 
-    - Schedulers call `np.array(tensor)`, which NumPy 2 reports as a DeprecationWarning
-      about torch's `__array__` lacking a `copy` keyword.
+    - Schedulers call NumPy functions on torch tensors, which NumPy 2 reports as
+      DeprecationWarnings about torch's `__array__` / `__array_wrap__` signatures.
     - torchsde (DPM++ SDE) warns when float32 rounding puts a query a hair before its
       interval start ("Should have ta>=t0").
     Neither is actionable by the user.
     """
-    warnings.filterwarnings("ignore", message=r"__array__ implementation doesn't accept a copy",
+    warnings.filterwarnings("ignore", message=r"__array(__ implementation|_wrap__ must accept)",
                             category=DeprecationWarning)
     warnings.filterwarnings("ignore", message=r"Should have t[ab]>=t0", category=UserWarning)
