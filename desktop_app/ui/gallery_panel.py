@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta
 from pathlib import Path
 
-from PySide6.QtCore import QDate, Qt, QThreadPool, QTimer, QUrl, Signal, Slot
-from PySide6.QtGui import QDesktopServices, QGuiApplication, QImage, QKeySequence, QShortcut
+from PySide6.QtCore import Qt, QThreadPool, QTimer, QUrl, Signal, Slot
+from PySide6.QtGui import (
+    QAction,
+    QDesktopServices,
+    QGuiApplication,
+    QImage,
+    QKeySequence,
+    QShortcut,
+)
 from PySide6.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QDateEdit,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QListView,
     QPushButton,
     QSplitter,
@@ -26,28 +28,18 @@ from PySide6.QtWidgets import (
 from desktop_app import paths
 from desktop_app.errors import UserError
 from desktop_app.gallery import storage, trash
-from desktop_app.gallery.index import GalleryEntry, GalleryIndex, GalleryQuery, SortOrder
+from desktop_app.gallery.index import GalleryEntry, GalleryIndex, GalleryQuery
 from desktop_app.gallery.metadata import read_image_metadata
 from desktop_app.gallery.restore import ModelLookup, restore_parameters
 from desktop_app.state.gallery_list_model import EntryRole, GalleryListModel
 from desktop_app.state.gallery_thumbnails import GalleryScanner, ThumbnailLoader
 from desktop_app.ui.gallery_detail import CELL, GalleryDelegate, GalleryDetailView
+from desktop_app.ui.gallery_filters import GalleryFilterBar
 
 log = logging.getLogger(__name__)
 
 SEARCH_DEBOUNCE_MS = 250
 UNDO_WINDOW_MS = 30_000
-CUSTOM_RANGE = -1
-DATE_RANGES = (("Any time", None), ("Today", 0), ("Last 7 days", 7), ("Last 30 days", 30),
-               ("Last 365 days", 365), ("Custom range…", CUSTOM_RANGE))
-SORTS = (("Newest first", SortOrder.newest), ("Oldest first", SortOrder.oldest),
-         ("By model", SortOrder.model), ("By seed", SortOrder.seed))
-
-
-def _day_start(day: QDate) -> float:
-    return datetime(day.year(), day.month(), day.day()).timestamp()
-
-
 class GalleryPanel(QWidget):
     """Every generated image, searchable; restores parameters from any image.
 
@@ -96,29 +88,15 @@ class GalleryPanel(QWidget):
 
     # -- construction -----------------------------------------------------------------------
     def _build(self) -> None:
-        self.search_edit = QLineEdit(placeholderText="Search prompts, models, seeds…")
-        self.search_edit.setClearButtonEnabled(True)
-        self.model_combo = QComboBox()
-        self.date_combo = QComboBox()
-        for label, days in DATE_RANGES:
-            self.date_combo.addItem(label, days)
-        self.date_from_edit = QDateEdit(QDate.currentDate().addDays(-7))
-        self.date_to_edit = QDateEdit(QDate.currentDate())
-        for edit in (self.date_from_edit, self.date_to_edit):
-            edit.setCalendarPopup(True)
-            edit.setVisible(False)
-        self.favourites_check = QCheckBox("★ only")
-        self.sort_combo = QComboBox()
-        for label, order in SORTS:
-            self.sort_combo.addItem(label, order)
-        self.rescan_button = QPushButton("Rescan")
-        self.count_label = QLabel()
-        bar = QHBoxLayout()
-        for widget in (self.search_edit, self.model_combo, self.date_combo,
-                       self.date_from_edit, self.date_to_edit, self.favourites_check,
-                       self.sort_combo, self.rescan_button, self.count_label):
-            bar.addWidget(widget)
-        bar.setStretch(0, 1)
+        self.filters = GalleryFilterBar()
+        # Shorter names for the panel's own use and for tests.
+        self.search_edit, self.model_combo = self.filters.search_edit, self.filters.model_combo
+        self.date_combo, self.sort_combo = self.filters.date_combo, self.filters.sort_combo
+        self.date_from_edit, self.date_to_edit = (self.filters.date_from_edit,
+                                                  self.filters.date_to_edit)
+        self.favourites_check = self.filters.favourites_check
+        self.rescan_button, self.count_label = (self.filters.rescan_button,
+                                                self.filters.count_label)
         self.grid = QListView()
         self.grid.setViewMode(QListView.ViewMode.IconMode)
         self.grid.setResizeMode(QListView.ResizeMode.Adjust)
@@ -142,7 +120,7 @@ class GalleryPanel(QWidget):
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 2)
         layout = QVBoxLayout(self)
-        layout.addLayout(bar)
+        layout.addWidget(self.filters)
         layout.addWidget(splitter, 1)
         layout.addWidget(self.undo_bar)
         self._search_timer = QTimer(self, singleShot=True, interval=SEARCH_DEBOUNCE_MS)
@@ -157,13 +135,10 @@ class GalleryPanel(QWidget):
         self.favourites_check.toggled.connect(self.apply_filters)
         self.date_from_edit.dateChanged.connect(self.apply_filters)
         self.date_to_edit.dateChanged.connect(self.apply_filters)
-        context = Qt.ShortcutContext.WidgetWithChildrenShortcut
-        for keys, slot in ((QKeySequence.StandardKey.Delete, self.delete_current),
-                           (QKeySequence.StandardKey.Undo, self.undo_delete),
-                           (QKeySequence.StandardKey.Find, self.search_edit.setFocus)):
-            shortcut = QShortcut(QKeySequence(keys), self)
-            shortcut.setContext(context)
-            shortcut.activated.connect(slot)
+        find = QShortcut(QKeySequence(QKeySequence.StandardKey.Find), self)
+        find.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        find.activated.connect(self.search_edit.setFocus)
+        self._add_grid_actions()
         self.rescan_button.clicked.connect(self.rescan)
         self.grid.selectionModel().currentChanged.connect(self._on_grid_current_changed)
         self.grid.doubleClicked.connect(self.use_parameters)
@@ -175,6 +150,27 @@ class GalleryPanel(QWidget):
         self.detail.open_folder_button.clicked.connect(self.open_folder)
         self.undo_button.clicked.connect(self.undo_delete)
         self._undo_timer.timeout.connect(self.commit_pending_delete)
+
+    def _add_grid_actions(self) -> None:
+        """Right-click menu of the grid; the shortcuts work while the grid has focus."""
+        self.grid.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
+        keys = QKeySequence.StandardKey
+        for label, slot, shortcut in (
+                ("Use these parameters", self.use_parameters, None),
+                ("Copy prompt", self.copy_prompt, None),
+                ("Copy image", self.copy_image, keys.Copy),
+                ("Favourite", self.toggle_favourite, None),
+                ("Open containing folder", self.open_folder, None),
+                ("Delete", self.delete_current, keys.Delete),
+                ("Undo delete", self.undo_delete, keys.Undo),
+                ("Rescan folders", self.rescan, keys.Refresh),
+                ("Rebuild index", self.rebuild, None)):
+            action = QAction(label, self.grid)
+            if shortcut is not None:
+                action.setShortcut(QKeySequence(shortcut))
+                action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            action.triggered.connect(slot)
+            self.grid.addAction(action)
 
     # -- public API -------------------------------------------------------------------------
     def add_image(self, path: str | Path) -> None:
@@ -203,22 +199,7 @@ class GalleryPanel(QWidget):
 
     def current_query(self) -> GalleryQuery:
         """The query the search box and filters describe."""
-        days = self.date_combo.currentData()
-        custom = days == CUSTOM_RANGE
-        self.date_from_edit.setVisible(custom)
-        self.date_to_edit.setVisible(custom)
-        since = until = None
-        if custom:
-            since = _day_start(self.date_from_edit.date())
-            until = _day_start(self.date_to_edit.date()) + 86_400 - 0.001
-        elif days is not None:
-            start = datetime.now().replace(hour=0, minute=0, second=0, microsecond=0)
-            since = (start - timedelta(days=days)).timestamp()
-        return GalleryQuery(search=self.search_edit.text().strip(),
-                            model=self.model_combo.currentData(), date_from=since,
-                            date_to=until,
-                            favourites_only=self.favourites_check.isChecked(),
-                            sort=self.sort_combo.currentData())
+        return self.filters.query()
 
     @Slot()
     def apply_filters(self) -> None:
@@ -296,6 +277,12 @@ class GalleryPanel(QWidget):
             return
         self.model.set_favourite(entry.path, favourite)
         self.detail.favourite_button.setText("★ Favourite" if favourite else "☆ Favourite")
+
+    @Slot()
+    def toggle_favourite(self) -> None:
+        entry = self.current_entry()
+        if entry is not None:
+            self.detail.favourite_button.setChecked(not entry.favourite)
 
     @Slot()
     def delete_current(self) -> None:
@@ -388,13 +375,4 @@ class GalleryPanel(QWidget):
         self.count_label.setText(f"{count} images")
 
     def _reload_models(self) -> None:
-        current = self.model_combo.currentData()
-        self.model_combo.blockSignals(True)
-        self.model_combo.clear()
-        self.model_combo.addItem("All models", None)
-        for name in self.index.models():
-            self.model_combo.addItem(name, name)
-        position = self.model_combo.findData(current) if current is not None else 0
-        self.model_combo.setCurrentIndex(max(position, 0))
-        self.model_combo.blockSignals(False)
-
+        self.filters.set_models(self.index.models())

@@ -18,7 +18,8 @@ from desktop_app.gallery import storage
 from desktop_app.gallery.metadata import ImageMetadata, save_png
 from desktop_app.pipeline.api import GenerationRequest
 from desktop_app.state.gallery_list_model import ThumbnailRole
-from desktop_app.ui.gallery_panel import CUSTOM_RANGE, GalleryPanel
+from desktop_app.ui.gallery_filters import CUSTOM_RANGE
+from desktop_app.ui.gallery_panel import GalleryPanel
 
 PROMPTS = {11: "a red fox in the snow", 22: "a lighthouse at dawn", 33: "a fox cub sleeping"}
 
@@ -225,3 +226,16 @@ def test_delete_key_and_undo_shortcut(qtbot: QtBot, panel: GalleryPanel) -> None
     assert not victim.exists()
     qtbot.keyClick(panel.grid, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert victim.exists()
+
+
+def test_copy_image_and_favourite_from_the_grid_menu(qtbot: QtBot, panel: GalleryPanel) -> None:
+    _select(panel, 22)
+    panel.grid.setFocus()
+    qtbot.keyClick(panel.grid, Qt.Key.Key_C, Qt.KeyboardModifier.ControlModifier)
+    copied = QGuiApplication.clipboard().image()
+    assert (copied.width(), copied.height()) == (64, 48)
+    favourite = next(a for a in panel.grid.actions() if a.text() == "Favourite")
+    favourite.trigger()
+    assert panel.current_entry().favourite  # type: ignore[union-attr]
+    favourite.trigger()
+    assert not panel.index.is_favourite(panel.current_entry().path)  # type: ignore[union-attr]
