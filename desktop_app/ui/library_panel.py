@@ -97,6 +97,9 @@ class LibraryPanel(QWidget):
         self._build()
         self._connect()
         self._show_details(None)
+        problems = state.library.catalog.problems  # a broken user models.toml: say so once
+        if problems:
+            self.status_label.setText("⚠ " + "\n⚠ ".join(problems))
 
     # -- construction ----------------------------------------------------------------------
     def _build(self) -> None:

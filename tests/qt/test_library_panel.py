@@ -221,3 +221,14 @@ def test_grid_mode_shows_icons(panel: LibraryPanel) -> None:
     panel.grid_button.setChecked(False)
     assert panel.view.viewMode() == panel.view.ViewMode.ListMode
 
+
+
+def test_a_broken_user_catalog_is_reported_not_fatal(qtbot: QtBot) -> None:
+    from desktop_app.library.catalog import user_catalog_path
+
+    user_catalog_path().write_text("[models.x\n", encoding="utf-8")
+    state = LibraryState(Library(store=LibraryStore()), hashing=False)
+    widget = LibraryPanel(state)
+    qtbot.addWidget(widget)
+    assert "not valid TOML" in widget.status_label.text()
+    state.close()
