@@ -264,7 +264,7 @@ def format_a1111(meta: ImageMetadata) -> str:
     """A1111's exact infotext: prompt, `Negative prompt:` line (if any), parameter line."""
     line = ", ".join(f"{k}: {_quote(v)}" for k, v in a1111_pairs(meta))
     negative = f"\nNegative prompt: {meta.negative_prompt}" if meta.negative_prompt else ""
-    return f"{meta.prompt}{negative}\n{line}"
+    return f"{meta.prompt}{negative}\n{line}".strip()  # A1111 strips the whole text too
 
 
 def _unquote(text: str) -> str:
@@ -283,7 +283,7 @@ def parse_a1111(text: str) -> dict[str, str]:
     names ("DPM++ 2M Karras") split into Sampler + Schedule type. Never raises on text input.
     """
     res: dict[str, str] = {}
-    *lines, lastline = text[:MAX_TEXT].strip().split("\n")
+    *lines, lastline = text[:MAX_TEXT].replace("\r\n", "\n").strip().split("\n")
     if len(_RE_PARAM.findall(lastline[:MAX_PARAM_LINE])) < 3:
         lines.append(lastline)
         lastline = ""

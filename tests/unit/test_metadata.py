@@ -201,3 +201,15 @@ def test_parse_a1111_is_fast_on_hostile_input() -> None:
     start = time.perf_counter()
     parse_a1111("p\n" + hostile)
     assert time.perf_counter() - start < 5.0
+
+
+def test_empty_prompt_starts_with_parameters_like_a1111() -> None:
+    text = format_a1111(_meta(prompt="", negative_prompt="bad"))
+    assert text.startswith("Negative prompt: bad\nSteps: 25,")
+    res = parse_a1111(text)
+    assert (res["Prompt"], res["Negative prompt"], res["Steps"]) == ("", "bad", "25")
+
+
+def test_windows_line_endings_parse() -> None:
+    res = parse_a1111("a cat\r\nNegative prompt: dog\r\nSteps: 5, Sampler: Euler, Seed: 3\r\n")
+    assert (res["Prompt"], res["Negative prompt"], res["Seed"]) == ("a cat", "dog", "3")
