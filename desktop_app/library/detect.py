@@ -314,7 +314,10 @@ def folder_family(folder: Path) -> tuple[ModelFamily | None, str]:
     if cls == "StableDiffusionXLPipeline":
         return ModelFamily.sdxl, ""
     if cls == "StableDiffusionPipeline":
-        if unet.get("cross_attention_dim") == 1024:
+        text = _read_json(folder / "text_encoder" / "config.json")
+        # SD2: 1024-wide cross-attention, or (for non-standard widths) its OpenCLIP text
+        # encoder, recognisable by GELU where CLIP-L uses quick_gelu.
+        if unet.get("cross_attention_dim") == 1024 or text.get("hidden_act") == "gelu":
             v = sched.get("prediction_type") == "v_prediction"
             return (ModelFamily.sd2_768_v if v else ModelFamily.sd2_512), ""
         return ModelFamily.sd15, ""

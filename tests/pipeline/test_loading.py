@@ -105,6 +105,17 @@ def test_sdxl_single_file_with_model_config_matches_the_folder(
     assert (_image(single) == _image(folder)).all()
 
 
+def test_sd2_single_file_with_model_config_matches_the_folder_bit_for_bit(
+        tiny_sd2_file: Path, tiny_sd2_config: Path, tiny_sd2_dir: Path) -> None:
+    single = load_model(str(tiny_sd2_file), model_config=str(tiny_sd2_config))
+    folder = load_model(str(tiny_sd2_dir))
+    assert single.family is folder.family is ModelFamily.sd2_768_v
+    assert single.pipe.tokenizer.pad_token == "!"  # ours, as SD2 needs
+    assert single.pipe.scheduler.config.prediction_type == "v_prediction"
+    _assert_same_weights(single.pipe, folder.pipe)
+    assert (_image(single) == _image(folder)).all()
+
+
 def test_single_file_hash_is_the_full_sha256_and_is_cached(tiny_sd15_file: Path,
                                                           tiny_sd15_config: Path) -> None:
     loaded = load_model(str(tiny_sd15_file), model_config=str(tiny_sd15_config))

@@ -56,6 +56,13 @@ def test_tiny_sdxl_ldm_file_is_an_sdxl_checkpoint(tiny_sdxl_file: Path) -> None:
     assert (info.kind, info.family, info.status) == ("checkpoint", ModelFamily.sdxl, "ok")
 
 
+def test_tiny_sd2_ldm_file_is_sd2_defaulting_to_768_v(tiny_sd2_file: Path,
+                                                        tiny_sd2_dir: Path) -> None:
+    info = inspect_model_file(tiny_sd2_file)
+    assert (info.kind, info.family, info.status) == ("checkpoint", ModelFamily.sd2_768_v, "ok")
+    assert inspect_model_file(tiny_sd2_dir).family is ModelFamily.sd2_768_v
+
+
 def test_full_size_sd15_header_is_sd15(tmp_path: Path) -> None:
     info = inspect_model_file(_fake(tmp_path, "sd15"))
     assert (info.family, info.status, info.prediction_type) == (ModelFamily.sd15, "ok", "epsilon")
