@@ -235,7 +235,7 @@ def compare(a: Any, b: Any) -> dict[str, float | bool]:
 
     x, y = a.astype(np.float64), b.astype(np.float64)
     mse = float(((x - y) ** 2).mean())
-    psnr = float("inf") if mse == 0 else 10 * float(np.log10(255.0**2 / mse))
+    psnr = 100.0 if mse == 0 else min(100.0, 10 * float(np.log10(255.0**2 / mse)))  # JSON-safe
     mean_abs = float(np.abs(x - y).mean())
     return {"mean_abs": round(mean_abs, 3), "psnr_db": round(psnr, 2),
             "match": bool(mean_abs <= MATCH_MEAN_ABS and psnr >= MATCH_PSNR_DB)}
@@ -294,7 +294,10 @@ def run_fast(suite: Suite, runner: Runner, eager: dict[str, Any]) -> None:
 
     config = fast_mode.FastModeConfig()
     if suite.args.smoke_cpu:
-        config = fast_mode.FastModeConfig(require_cuda=False, backend="aot_eager")
+        # aot_eager = one full-graph trace, no code generation; the VAE is left eager (on the
+        # CPU, aot_eager trips over group_norm on a non-contiguous input in the VAE attention).
+        config = fast_mode.FastModeConfig(require_cuda=False, backend="aot_eager",
+                                          compile_vae=False)
     notices: list[str] = []
     state = fast_mode.apply_fast_mode(runner.backend.loaded, runner.size, runner.size, 1,  # type: ignore[arg-type]
                                       lambda u: notices.append(u.stage), config)

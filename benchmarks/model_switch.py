@@ -31,11 +31,15 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
+_CONFIGS: dict[str, str] = {}  # tiny single files need their config folder (model_config)
+
+
 def _request(model: Path, steps: int = 1) -> Any:
     from desktop_app.pipeline.api import GenerationRequest
 
     return GenerationRequest(prompt="a lighthouse at dusk", model=str(model), steps=steps,
-                             width=64, height=64, seed=1, sampler="Euler")
+                             width=64, height=64, seed=1, sampler="Euler",
+                             model_config=_CONFIGS.get(str(model)))
 
 
 def _timed_ensure(switcher: Any, model: Path) -> tuple[float, bool]:
@@ -96,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
         if models is None:
             from tests.fixtures.tiny_models import build_tiny_sd15
 
-            models = [build_tiny_sd15(tmp / f"m{i}", seed=i).file for i in range(2)]
+            tiny = [build_tiny_sd15(tmp / f"m{i}", seed=i) for i in range(2)]
+            _CONFIGS.update({str(t.file): str(t.config) for t in tiny})
+            models = [t.file for t in tiny]
         import torch  # imported before timing: the switch, not the import, is measured
 
         torch.set_num_threads(max(1, torch.get_num_threads()))
