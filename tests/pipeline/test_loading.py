@@ -205,6 +205,18 @@ def test_vae_file_weights_arrive_intact(tiny_sd15_dir: Path, tiny_vae_file: Path
     assert all(torch.equal(mapped[k], written[k]) for k in written)
 
 
+def test_pickle_vae_is_converted_and_used(tiny_sd15_dir: Path, tiny_vae_file: Path,
+                                          tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    pt = tmp_path / "old.vae.pt"
+    torch.save({"state_dict": load_file(str(tiny_vae_file))}, pt)
+    loaded = load_model(str(tiny_sd15_dir), vae=str(pt))
+    reference = load_model(str(tiny_sd15_dir), vae=str(tiny_vae_file))
+    assert loaded.vae_sha256 == hashlib.sha256(pt.read_bytes()).hexdigest()
+    assert torch.equal(_decode(loaded), _decode(reference))
+
+
 def test_bad_vae_keeps_the_current_one(tiny_sd15_dir: Path, tmp_path: Path) -> None:
     loaded = load_model(str(tiny_sd15_dir))
     vae = loaded.pipe.vae

@@ -246,9 +246,9 @@ def _file_sha(path: Path, progress: _Progress) -> str:
 
 
 def _load_pipeline(path: Path, model_config: str | None, prediction_type: str | None,
-                   plan: DevicePlan, progress: _Progress) -> tuple[Any, ModelFamily | None, str,
-                                                                   Path, str]:
-    """(pipe, family, sha256, vae config folder, name of what failed) for any source kind."""
+                   plan: DevicePlan, progress: _Progress
+                   ) -> tuple[Any, ModelFamily | None, str, Path]:
+    """(pipe, family, sha256, folder whose vae/config.json fits) for any kind of source."""
     if path.is_dir():
         if model_config:
             raise bad_input("A model config folder applies only to single-file checkpoints.",
@@ -256,7 +256,7 @@ def _load_pipeline(path: Path, model_config: str | None, prediction_type: str | 
         progress("Loading the diffusers folder", 0.3)
         pipe, family = _load_folder(path, plan)
         _set_prediction_type(pipe, prediction_type)
-        return pipe, family, "", path, ""
+        return pipe, family, "", path
     suffix = path.suffix.lower()
     if suffix != ".safetensors" and suffix not in detect.PICKLE_SUFFIXES:
         hint = ("Choose the folder that contains model_index.json, not the file itself."
@@ -273,7 +273,7 @@ def _load_pipeline(path: Path, model_config: str | None, prediction_type: str | 
     progress(f"Loading {label} weights", 0.4)
     pipe = _load_single_file(src, plan)
     _set_prediction_type(pipe, src.prediction_type)
-    return pipe, src.family, sha, src.config_dir, ""
+    return pipe, src.family, sha, src.config_dir
 
 
 def _place(pipe: Any, plan: DevicePlan, low_vram: bool) -> DevicePlan:
@@ -309,7 +309,7 @@ def load_model(model: str | None, *, model_config: str | None = None, vae: str |
     path, name = _resolve_path(model)
     _quiet_libraries()
     try:
-        pipe, family, sha, vae_cfg, _ = _load_pipeline(path, model_config, prediction_type,
+        pipe, family, sha, vae_cfg = _load_pipeline(path, model_config, prediction_type,
                                                        plan, progress)
     except Exception as exc:
         raise _load_error(exc, path.name) from exc
