@@ -181,6 +181,12 @@ class GalleryPanel(QWidget):
             if entry.model and self.model_combo.findData(entry.model) < 0:
                 self._reload_models()
 
+    @Slot(str, object)
+    def add_result(self, _job_id: str, result: object) -> None:
+        """Slot for GenerationController.job_finished: show every image of the result."""
+        for image in getattr(result, "images", ()):
+            self.add_image(image.path)
+
     def restore_from_file(self, path: str | Path) -> bool:
         """Read any image's metadata and emit `parameters_restored` (drops on the window)."""
         meta = read_image_metadata(Path(path))

@@ -239,3 +239,13 @@ def test_copy_image_and_favourite_from_the_grid_menu(qtbot: QtBot, panel: Galler
     assert panel.current_entry().favourite  # type: ignore[union-attr]
     favourite.trigger()
     assert not panel.index.is_favourite(panel.current_entry().path)  # type: ignore[union-attr]
+
+
+def test_finished_job_result_lands_in_the_grid(qtbot: QtBot, panel: GalleryPanel) -> None:
+    from desktop_app.pipeline.api import GeneratedImage, GenerationResult
+
+    paths_ = [_save("batch one", 61), _save("batch two", 62)]
+    result = GenerationResult(GenerationRequest(prompt="batch"),
+                              tuple(GeneratedImage(str(p), 0, 8, 8) for p in paths_), "cpu", 1.0)
+    panel.add_result("job-1", result)
+    assert {panel.model.entry_at(r).prompt for r in (0, 1)} == {"batch one", "batch two"}  # type: ignore[union-attr]
