@@ -15,6 +15,7 @@ Any other folder is walked as a whole; each file's kind comes from its header.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -177,8 +178,10 @@ class Scanner:
             raise bad_input(f"{path} is a folder.", "Use `models add` on it to adopt the folder.")
         if copy_to is not None:
             path = _copy_atomic(path, copy_to)
-        st = path.stat()
-        self.store.upsert_many(None, [(str(path), self._scanned(path, st, None))])
+        existing = self.store.get(str(path))
+        root = existing.root if existing is not None else None  # still part of its folder
+        self.store.upsert_many(root, [(str(path), self._scanned(path, path.stat(), None))])
+        self.store.set_hidden(str(path), False)  # added explicitly: show it again
         return path
 
     def scan_all(self, extra_folders: tuple[Path, ...] = ()) -> ScanReport:
@@ -210,7 +213,7 @@ class Scanner:
                 key = str(path)
                 seen.add(key)
                 old = known.get(key)
-                if old and old[:2] == (_size(path, st), st.st_mtime_ns) and old[2] != "missing":
+                if old and old[:2] == _signature(path, st) and old[2] != "missing":
                     continue
                 fresh.append((key, self._scanned(path, st, hint)))
         self.store.upsert_many(str(root), fresh)
@@ -229,28 +232,35 @@ class Scanner:
             except OSError:
                 missing.append(key)
                 continue
-            if (_size(path, st), st.st_mtime_ns) != (size, mtime_ns) or status == "missing":
+            if _signature(path, st) != (size, mtime_ns) or status == "missing":
                 fresh.append((key, self._scanned(path, st, None)))
         self.store.upsert_many(None, fresh)
         self.store.mark_missing(missing, "File not found (moved, renamed or on a removed drive).")
         return ScanReport(files=len(known), inspected=len(fresh))
 
     def _scanned(self, path: Path, st: os.stat_result, hint: str | None) -> Scanned:
-        size = _size(path, st)
+        size, mtime_ns = _signature(path, st)
         try:
             info = self._inspect(path)
         except UserError as exc:
-            return Scanned(size, st.st_mtime_ns, hint or "unknown", None, "corrupt", exc.message)
+            return Scanned(size, mtime_ns, hint or "unknown", None, "corrupt", exc.message)
         except Exception as exc:  # one odd file must never stop a scan of thousands
             log.exception("inspecting %s failed", path)
-            return Scanned(size, st.st_mtime_ns, hint or "unknown", None, "corrupt",
+            return Scanned(size, mtime_ns, hint or "unknown", None, "corrupt",
                            f"Could not read the file: {exc}")
-        return scanned_from_info(info, size, st.st_mtime_ns, hint)
+        return scanned_from_info(info, size, mtime_ns, hint)
 
 
-def _size(path: Path, st: os.stat_result) -> int:
-    """File size; for a diffusers folder, the model_index.json mtime stands in (cheap)."""
-    return st.st_size
+def _signature(path: Path, st: os.stat_result) -> tuple[int, int]:
+    """(size, mtime_ns) that changes when the model changes.
+
+    A diffusers folder's own mtime only changes when entries are added or removed, so its
+    model_index.json stands in (rewritten whenever the folder is saved again).
+    """
+    if path.is_dir():
+        with contextlib.suppress(OSError):  # unreadable marker: fall back to the folder
+            st = (path / DIFFUSERS_MARKER).stat()
+    return st.st_size, st.st_mtime_ns
 
 
 def _copy_atomic(src: Path, dest_dir: Path) -> Path:

@@ -42,8 +42,10 @@ class CountingInspector:
 @pytest.fixture(scope="module")
 def model_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("scan-models")
+    sd15 = build_tiny_sd15(root / "sd15")
     files = {
-        "sd15": build_tiny_sd15(root / "sd15").file,
+        "sd15": sd15.file,
+        "sd15_dir": sd15.folder,
         "sdxl": build_tiny_sdxl(root / "sdxl", metadata={
             "modelspec.title": "Tiny XL", "modelspec.description": "A test model",
             "modelspec.thumbnail": "data:image/png;base64,iVBORw0KGgo="}).file,
@@ -301,3 +303,32 @@ def test_user_choices_survive_a_rescan_of_a_changed_file(tmp_path: Path,
     assert item is not None and (item.name, item.vae) == ("My favourite", "baked")
     library.close()
 
+
+
+def test_a_diffusers_folder_is_one_item_and_reindexed_when_resaved(
+        tmp_path: Path, model_files: dict[str, Path]) -> None:
+    folder = tmp_path / "models" / "my-diffusers"
+    shutil.copytree(model_files["sd15_dir"], folder)
+    inspector = CountingInspector()
+    scanner = Scanner(LibraryStore(), inspector)
+    scanner.adopt(tmp_path / "models")
+    [item] = scanner.store.items()
+    assert (item.path, item.kind, item.family) == (str(folder.resolve()), "checkpoint", "sd15")
+    scanner.scan_all()
+    assert inspector.calls == 1
+    os.utime(folder / "model_index.json", ns=(7, 7))  # saved again
+    scanner.scan_all()
+    assert inspector.calls == 2
+
+
+def test_adding_a_removed_file_again_shows_it(tmp_path: Path,
+                                              model_files: dict[str, Path]) -> None:
+    path = _place(model_files["vae"], tmp_path / "f" / "v.safetensors")
+    library = Library()
+    library.add(path.parent)
+    library.remove(str(path.resolve()))
+    assert library.items() == []
+    library.add(path)
+    [item] = library.items()
+    assert item.root == str(path.parent.resolve())  # still belongs to its adopted folder
+    library.close()
