@@ -124,6 +124,19 @@ def test_single_file_hash_is_the_full_sha256_and_is_cached(tiny_sd15_file: Path,
     assert loaded.sha256 in cache
 
 
+def test_hub_style_folder_with_fp16_variant_files_loads(tmp_path: Path,
+                                                        tiny_sd15_dir: Path) -> None:
+    import shutil
+
+    folder = tmp_path / "hub"
+    shutil.copytree(tiny_sd15_dir, folder)
+    for weights in folder.glob("*/*.safetensors"):
+        weights.rename(weights.with_name(weights.name.replace(".safetensors", ".fp16.safetensors")))
+    reference = load_model(str(tiny_sd15_dir))
+    loaded = load_model(str(folder))
+    _assert_same_weights(loaded.pipe, reference.pipe)
+
+
 def test_config_folder_tokenizer_is_used_when_present(
         tmp_path: Path, tiny_sd15_file: Path, tiny_sd15_config: Path, tiny_sd15_dir: Path) -> None:
     import shutil

@@ -126,9 +126,19 @@ def _pipeline_class(config_dir: Path) -> Any:
 
 
 def _sd_kwargs(cls: Any) -> dict[str, Any]:
+    """Components we never load (a Hub-style folder may list them without their files)."""
+    unused: dict[str, Any] = {"feature_extractor": None, "image_encoder": None}
     if cls.__name__ == "StableDiffusionPipeline":
-        return {"safety_checker": None, "feature_extractor": None,
-                "requires_safety_checker": False}
+        unused.update(safety_checker=None, requires_safety_checker=False)
+    return unused
+
+
+def _weights_variant(folder: Path) -> dict[str, Any]:
+    """`variant="fp16"` for Hub folders that only ship `*.fp16.safetensors` weights."""
+    unet = folder / "unet"
+    if not any(unet.glob("diffusion_pytorch_model.safetensors*")) and \
+            any(unet.glob("diffusion_pytorch_model.fp16.safetensors*")):
+        return {"variant": "fp16"}
     return {}
 
 
@@ -231,7 +241,7 @@ def _load_folder(folder: Path, plan: DevicePlan) -> tuple[Any, ModelFamily | Non
     cls = _pipeline_class(folder)
     kwargs = _tokenizer_kwargs(folder, family.is_xl, pad_bang=family in SD2_FAMILIES)
     pipe = cls.from_pretrained(str(folder), local_files_only=True, dtype=plan.dtype,
-                               **_sd_kwargs(cls), **kwargs)
+                               **_sd_kwargs(cls), **_weights_variant(folder), **kwargs)
     return pipe, family
 
 
