@@ -24,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 
 from desktop_app import paths
+from desktop_app.errors import ErrorKind, UserError
 from desktop_app.gallery import storage
 from desktop_app.gallery.index_schema import (
     COLUMNS,
@@ -124,6 +125,22 @@ def _row(path: str, root: str, st: os.stat_result,
             m.cfg_scale, m.width, m.height, m.source if meta is not None else "")
 
 
+class _StaleIndex(Exception):
+    """The index file was written by another schema version."""
+
+
+def _is_corruption(exc: sqlite3.Error) -> bool:
+    text = str(exc).lower()
+    return any(word in text for word in ("malformed", "not a database", "no such table",
+                                         "no such column", "corrupt"))
+
+
+def _cannot_open(path: Path, exc: BaseException) -> UserError:
+    return UserError(ErrorKind.runtime, f"Cannot open the gallery index {path}: {exc}",
+                     "Check that the app's data folder is writable and not full; images "
+                     "are safe in their folders either way.")
+
+
 def _entry(row: tuple[object, ...]) -> GalleryEntry:
     values = list(row)
     values[-1] = bool(values[-1])
@@ -154,27 +171,40 @@ class GalleryIndex:
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None,
                                check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("ATTACH DATABASE ? AS state", (str(self.folder / STATE_NAME),))
-        conn.execute("PRAGMA state.journal_mode=WAL")
-        conn.executescript(STATE_SCHEMA)
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, SCHEMA_VERSION):
-            raise sqlite3.DatabaseError(f"index schema {version}")
-        conn.executescript(SCHEMA)
-        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        conn.execute("SELECT count(*) FROM images_fts WHERE images_fts MATCH 'x'").fetchone()
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("ATTACH DATABASE ? AS state", (str(self.folder / STATE_NAME),))
+            conn.execute("PRAGMA state.journal_mode=WAL")
+            conn.executescript(STATE_SCHEMA)
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version not in (0, SCHEMA_VERSION):
+                raise _StaleIndex(f"index schema {version}")
+            if version == 0:
+                conn.executescript(SCHEMA)
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            conn.execute("SELECT count(*) FROM images_fts WHERE images_fts MATCH 'x'").fetchone()
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     def _open(self) -> sqlite3.Connection:
         try:
             return self._connect()
-        except sqlite3.DatabaseError as exc:
-            # Unreadable or foreign index: it is only a cache, so start a fresh one.
-            log.warning("gallery index %s unusable (%s); rebuilding it", self.db_path, exc)
-            self._discard_files()
+        except sqlite3.OperationalError as exc:
+            if not _is_corruption(exc):  # locked, read-only, disk full: not ours to delete
+                raise _cannot_open(self.db_path, exc) from exc
+            failure: Exception = exc
+        except (sqlite3.DatabaseError, _StaleIndex) as exc:
+            failure = exc
+        # Unreadable, corrupt or older index: it is only a cache, so start a fresh one.
+        log.warning("gallery index %s unusable (%s); rebuilding it", self.db_path, failure)
+        self._discard_files()
+        try:
             return self._connect()
+        except sqlite3.Error as exc:
+            raise _cannot_open(self.db_path, exc) from exc
 
     def _discard_files(self) -> None:
         for suffix in ("", "-wal", "-shm"):

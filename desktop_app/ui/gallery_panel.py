@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -68,7 +69,13 @@ class GalleryPanel(QWidget):
         self.open_url: Callable[[QUrl], object] = QDesktopServices.openUrl
         folder = index_folder if index_folder is not None else paths.data_dir()
         root = outputs if outputs is not None else paths.outputs_dir()
-        self.index = GalleryIndex(folder, root)
+        try:
+            self.index = GalleryIndex(folder, root)
+        except UserError as exc:  # unusable data folder: a throw-away index still works
+            folder = Path(tempfile.mkdtemp(prefix="desktop-app-gallery-"))
+            self.index = GalleryIndex(folder, root)
+            message = str(exc)
+            QTimer.singleShot(0, lambda: self.message_posted.emit(message))
         self.pool = QThreadPool(self)
         self.pool.setMaxThreadCount(2)
         self.loader = ThumbnailLoader(self.pool, self)

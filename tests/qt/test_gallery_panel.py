@@ -249,3 +249,19 @@ def test_finished_job_result_lands_in_the_grid(qtbot: QtBot, panel: GalleryPanel
                               tuple(GeneratedImage(str(p), 0, 8, 8) for p in paths_), "cpu", 1.0)
     panel.add_result("job-1", result)
     assert {panel.model.entry_at(r).prompt for r in (0, 1)} == {"batch one", "batch two"}  # type: ignore[union-attr]
+
+
+def test_unusable_index_folder_still_gives_a_working_gallery(qtbot: QtBot,
+                                                             tmp_path: Path) -> None:
+    _save("survivor", 70)
+    broken = tmp_path / "broken-data"
+    (broken / "gallery.sqlite3").mkdir(parents=True)
+    messages: list[str] = []
+    widget = GalleryPanel(index_folder=broken)
+    widget.message_posted.connect(messages.append)
+    qtbot.addWidget(widget)
+    try:
+        qtbot.waitUntil(lambda: widget.model.total == 1 and bool(messages), timeout=10_000)
+        assert "Cannot open the gallery index" in messages[0]
+    finally:
+        widget.shutdown()

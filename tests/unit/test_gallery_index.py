@@ -201,3 +201,27 @@ def test_both_search_plans_give_the_same_pages(filled: GalleryIndex,
         filled._fts_counts.clear()
         by_scan = [e.path for e in filled.query(q)]
         assert by_rowid == by_scan and len(by_scan) == filled.count(q) == 5
+
+
+def test_index_of_another_schema_version_is_rebuilt(filled: GalleryIndex) -> None:
+    filled.set_favourite(filled.query(GalleryQuery(), limit=1)[0].path, True)
+    filled.conn.execute("PRAGMA user_version=99")
+    filled.close()
+    index = GalleryIndex()
+    assert index.count(GalleryQuery()) == 0
+    index.scan()
+    assert index.count(GalleryQuery()) == 5
+    assert index.count(GalleryQuery(favourites_only=True)) == 1
+
+
+def test_unopenable_index_folder_is_a_user_error(tmp_path: Path) -> None:
+    from desktop_app.errors import UserError
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    with pytest.raises((UserError, OSError)):
+        GalleryIndex(blocker / "sub")
+    folder = tmp_path / "index-as-folder"
+    (folder / "gallery.sqlite3").mkdir(parents=True)
+    with pytest.raises(UserError, match="Cannot open the gallery index"):
+        GalleryIndex(folder)
