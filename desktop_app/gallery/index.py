@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import sqlite3
+import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -251,8 +252,12 @@ class GalleryIndex:
             for name in files:
                 if storage.is_image_name(name):
                     full = os.path.join(folder, name)
-                    with contextlib.suppress(OSError):
-                        yield full, os.stat(full)
+                    try:
+                        st = os.stat(full)
+                    except OSError:
+                        continue
+                    if stat.S_ISREG(st.st_mode):  # a FIFO named x.png must not block us
+                        yield full, st
 
     def scan(self, progress: Callable[[int], None] | None = None,
              cancelled: Callable[[], bool] | None = None) -> ScanStats:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import stat
 import struct
 import warnings
 import zlib
@@ -144,6 +146,8 @@ def _pillow_texts(path: Path) -> dict[str, str]:
 def image_texts(path: Path) -> dict[str, str]:
     """The metadata key/value texts of any image file ({} when unreadable)."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # never open a FIFO or device
+            return {}
         with open(path, "rb") as handle:
             magic = handle.read(8)
         if magic == PNG_SIGNATURE:

@@ -225,3 +225,14 @@ def test_unopenable_index_folder_is_a_user_error(tmp_path: Path) -> None:
     (folder / "gallery.sqlite3").mkdir(parents=True)
     with pytest.raises(UserError, match="Cannot open the gallery index"):
         GalleryIndex(folder)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_fifo_named_like_an_image_does_not_block_the_scan(filled: GalleryIndex) -> None:
+    from desktop_app.gallery.metadata import read_image_metadata
+
+    fifo = paths.outputs_dir() / "trap.png"
+    os.mkfifo(fifo)
+    assert read_image_metadata(fifo) is None
+    filled.scan()
+    assert filled.entry(fifo) is None and filled.count(GalleryQuery()) == 5
