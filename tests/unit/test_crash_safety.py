@@ -24,8 +24,9 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL")
 REPO = Path(__file__).resolve().parents[2]
 KILLS = 25
 
-# The child "generates" (random pixels, a busy loop standing in for denoising), saves through
-# the real writer and indexes, forever; it reports each image once save_png has returned.
+# The child "generates" (random pixels plus a busy loop standing in for denoising), saves
+# through the real writer like the engine does, indexes, and sometimes rescans, forever; it
+# reports each image once save_png has returned.
 CHILD = r"""
 import os, random, sys
 from PIL import Image
@@ -41,6 +42,7 @@ while True:
     request = GenerationRequest(prompt=f"crash test {seed}", seed=seed)
     size = rng.choice((64, 256, 384))
     image = Image.frombytes("RGB", (size, size), os.urandom(size * size * 3))
+    sum(range(rng.randrange(300_000)))
     path = storage.new_image_path(seed)
     save_png(image, path, ImageMetadata.from_request(request))
     print(path, flush=True)
