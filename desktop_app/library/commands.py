@@ -143,7 +143,7 @@ class TerminalProgress:
 
 def cmd_download(args: argparse.Namespace) -> int:
     """Download a catalog entry or URL into the library, verified by sha256."""
-    from desktop_app.library.downloads import download, resolve_source
+    from desktop_app.library.downloads import resolve_source
 
     library = _library()
     try:
@@ -158,13 +158,11 @@ def cmd_download(args: argparse.Namespace) -> int:
             raise bad_input("Name what to download.",
                             "Use a catalog id (see `models download --list`) or a URL.")
         source = resolve_source(args.source, library.catalog, sha256=args.sha256)
-        folder = library.catalog.library.folder_for(source.kind)
         progress = TerminalProgress(source.filename)
         try:
-            path = download(source, folder, on_progress=progress)
+            path = library.download(source, on_progress=progress)
         finally:
             progress.close()
-        library.refresh()
         print(path)
         return 0
     finally:

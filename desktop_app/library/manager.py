@@ -8,11 +8,13 @@ touches the network (downloads are separate, explicit calls) and never deletes a
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 from desktop_app.errors import ErrorKind, UserError
 from desktop_app.library.catalog import Catalog, load_catalog
+from desktop_app.library.downloads import Cancellable, DownloadSource, ProgressCallback
 from desktop_app.library.scan import BackgroundHasher, Inspector, Scanner, ScanReport
 from desktop_app.library.store import LibraryItem, LibraryStore
 
@@ -77,6 +79,35 @@ class Library:
             raise UserError(ErrorKind.missing_file, f"File not found: {path}")
         kind = scanned_from_info(_inspect_default(path), 0, 0, None).kind
         return kind if kind in self.catalog.library.subfolders else "checkpoint"
+
+    def download(self, source: DownloadSource, on_progress: ProgressCallback | None = None,
+                 cancel: Cancellable | None = None) -> Path:
+        """Download (verified) into the library folder of its kind and index it.
+
+        A pasted URL's kind is only known after the download: the file is then moved to the
+        folder of the kind its header shows (VAE, preview decoder) before it is indexed.
+        """
+        from desktop_app.library.downloads import download
+
+        path = download(source, self.catalog.library.folder_for(source.kind),
+                        on_progress=on_progress, cancel=cancel)
+        if source.entry_id is None:
+            path = self._refile(path)
+        self.scanner.add_file(path)
+        self.wake_hasher()
+        return path
+
+    def _refile(self, path: Path) -> Path:
+        try:
+            kind = self._kind_of(path)
+        except UserError:  # verified but not a model we know: stays, listed with its reason
+            return path
+        target = self.catalog.library.folder_for(kind) / path.name
+        if target.parent == path.parent or target.exists():
+            return path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, target)
+        return target
 
     def remove(self, path: str) -> None:
         """Remove from the library only: the row is hidden, the file stays where it is."""

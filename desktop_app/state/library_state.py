@@ -9,6 +9,7 @@ the parameter sidebar (through `LibraryModelProvider`) read from here.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,7 +20,7 @@ from PySide6.QtCore import QObject, Signal, Slot
 from desktop_app.errors import ErrorKind, UserError, bad_input, friendly_error
 from desktop_app.library.manager import Library
 from desktop_app.library.store import VAE_AUTO, VAE_BAKED, LibraryItem
-from desktop_app.pipeline.api import ModelFamily
+from desktop_app.pipeline.api import CancelToken, ModelFamily
 from desktop_app.state.models import (
     BUILTIN_VAE,
     DEMO_MODEL_NAME,
@@ -84,9 +85,13 @@ class LibraryState(QObject):
         busy_changed(bool): background library work started or finished.
         error_raised(object): a UserError from a library action, to show inline.
         message_posted(str): a short success note ("Added 12 files").
+        download_progressed(object, object): bytes done and total (None if unknown).
+        download_finished(str): a download was verified and added; its path.
     """
 
     items_changed = Signal()
+    download_progressed = Signal(object, object)  # (bytes done, bytes total or None)
+    download_finished = Signal(str)  # the downloaded file's path
     item_changed = Signal(str)
     busy_changed = Signal(bool)
     error_raised = Signal(object)
@@ -100,6 +105,9 @@ class LibraryState(QObject):
         self.library = library or Library()
         self._items: list[LibraryItem] = self.library.items()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="library")
+        # Downloads get their own thread so a long one never blocks scans or adds.
+        self._downloads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="download")
+        self._download_token: CancelToken | None = None
         self._pending = 0
         self._closed = False
         self._job_done.connect(self._on_job_done)
@@ -112,6 +120,8 @@ class LibraryState(QObject):
         if self._closed:
             return
         self._closed = True
+        self.cancel_download()
+        self._downloads.shutdown(wait=True, cancel_futures=True)
         self._executor.shutdown(wait=True, cancel_futures=True)
         self.library.close()
 
@@ -163,6 +173,38 @@ class LibraryState(QObject):
             return dst.name
         self._submit(work, lambda name: self.message_posted.emit(f"Converted to {name}."))
 
+    def download(self, id_or_url: str, sha256: str | None = None) -> None:
+        """Download a catalog entry or URL in the background (only ever when asked).
+
+        Progress arrives through `download_progressed`; `cancel_download()` stops it and keeps
+        the partial file so asking again resumes.
+        """
+        from desktop_app.library.downloads import resolve_source
+
+        try:
+            source = resolve_source(id_or_url, self.library.catalog, sha256=sha256 or None)
+        except UserError as exc:
+            self.error_raised.emit(exc)
+            return
+        token = self._download_token = CancelToken()
+        last = [0.0]
+
+        def progress(done: int, total: int | None) -> None:
+            now = time.monotonic()
+            if now - last[0] >= 0.1 or done == total:  # at most ~10 updates a second
+                last[0] = now
+                self.download_progressed.emit(done, total)
+
+        def work() -> str:
+            return str(self.library.download(source, on_progress=progress, cancel=token))
+
+        self._submit(work, self.download_finished.emit, self._downloads)
+
+    def cancel_download(self) -> None:
+        """Stop the running download (its .part file stays for a later resume)."""
+        if self._download_token is not None:
+            self._download_token.cancel()
+
     # -- actions (instant) -----------------------------------------------------------------
     def remove(self, path: str) -> None:
         """Remove from the library only; the file stays on disk."""
@@ -189,7 +231,8 @@ class LibraryState(QObject):
         self._reload_one(path)
 
     # -- plumbing --------------------------------------------------------------------------
-    def _submit(self, work: Callable[[], Any], done: Callable[[Any], None]) -> None:
+    def _submit(self, work: Callable[[], Any], done: Callable[[Any], None],
+                executor: ThreadPoolExecutor | None = None) -> None:
         self._pending += 1
         if self._pending == 1:
             self.busy_changed.emit(True)
@@ -202,7 +245,7 @@ class LibraryState(QObject):
                 result = friendly_error(exc)
             self._job_done.emit(done, result)
 
-        self._executor.submit(run)
+        (executor or self._executor).submit(run)
 
     @Slot(object, object)
     def _on_job_done(self, done: Callable[[Any], None], result: Any) -> None:

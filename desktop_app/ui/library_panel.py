@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, QSize, Qt, QUrl, Signal, Slot
-from PySide6.QtGui import QColor, QDesktopServices, QPainter, QPixmap
+from PySide6.QtCore import QModelIndex, QSize, Qt, QUrl, Signal, Slot
+from PySide6.QtGui import QDesktopServices, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
-    QFileDialog,
     QFormLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QListView,
-    QMessageBox,
+    QProgressBar,
     QPushButton,
     QSplitter,
-    QStyledItemDelegate,
-    QStyleOptionViewItem,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -34,38 +32,11 @@ from desktop_app.state.library_list import (
     family_label,
 )
 from desktop_app.state.library_state import LibraryState, needs_conversion, resolve_vae
+from desktop_app.ui import library_dialogs as dialogs
+from desktop_app.ui.library_dialogs import FamilyBadgeDelegate
 
-BADGE_COLOURS = {"sd15": "#3b7dd8", "sd2-512": "#8a5cd6", "sd2-768-v": "#b04fc4",
-                 "sdxl": "#d9822b"}
 KIND_FILTER_ITEMS = (("All", "all"), ("Checkpoints", "checkpoint"), ("VAEs", "vae"),
                      ("Preview decoders", "taesd"), ("Problems", "problems"))
-
-
-class FamilyBadgeDelegate(QStyledItemDelegate):
-    """Draws the item as usual plus a coloured family badge (and a red one for problems)."""
-
-    def paint(self, painter: QPainter, option: QStyleOptionViewItem,
-              index: QModelIndex | QPersistentModelIndex) -> None:
-        super().paint(painter, option, index)
-        item = index.data(ItemRole)
-        if not isinstance(item, LibraryItem):
-            return
-        text = family_label(item.family) if item.status == "ok" else \
-            STATUS_TEXT.get(item.status, item.status)
-        colour = BADGE_COLOURS.get(item.family or "", "#777777") if item.status == "ok" \
-            else "#c0392b"
-        painter.save()
-        metrics = painter.fontMetrics()
-        width = metrics.horizontalAdvance(text) + 10
-        rect = QRect(option.rect.right() - width - 4, option.rect.top() + 4, width,
-                     metrics.height() + 2)
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        painter.setBrush(QColor(colour))
-        painter.setPen(Qt.PenStyle.NoPen)
-        painter.drawRoundedRect(rect, 4, 4)
-        painter.setPen(QColor("white"))
-        painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, text)
-        painter.restore()
 
 
 class LibraryPanel(QWidget):
@@ -77,7 +48,7 @@ class LibraryPanel(QWidget):
         library_changed(): items were added, removed or renamed (refresh pickers).
 
     Dialogs go through replaceable callables (`confirm`, `ask_copy`, `choose_files`,
-    `choose_folder`, `open_url`) so tests can answer them.
+    `choose_folder`, `ask_download`, `open_url`) so tests can answer them.
     """
 
     model_used = Signal(str, str)
@@ -87,10 +58,11 @@ class LibraryPanel(QWidget):
         super().__init__(parent)
         self.state = state
         self.model = LibraryListModel(state, self)
-        self.confirm = self._confirm_dialog
-        self.ask_copy = self._ask_copy_dialog
-        self.choose_files = self._choose_files_dialog
-        self.choose_folder = self._choose_folder_dialog
+        self.confirm = partial(dialogs.confirm, self)
+        self.ask_copy = partial(dialogs.ask_copy, self)
+        self.choose_files = partial(dialogs.choose_files, self)
+        self.choose_folder = partial(dialogs.choose_folder, self)
+        self.ask_download = partial(dialogs.ask_download, self, state.library.catalog)
         self.open_url = QDesktopServices.openUrl
         self._current: LibraryItem | None = None
         self.setAcceptDrops(True)
@@ -113,9 +85,12 @@ class LibraryPanel(QWidget):
         self.add_file_button = QPushButton("Add file…")
         self.add_folder_button = QPushButton("Add folder…")
         self.rescan_button = QPushButton("Rescan")
+        self.download_button = QPushButton("Download…")
+        self.download_button.setToolTip("Download a known model or a URL (verified by sha256)")
         top = QHBoxLayout()
         for widget in (self.search_edit, self.kind_combo, self.grid_button,
-                       self.add_file_button, self.add_folder_button, self.rescan_button):
+                       self.add_file_button, self.add_folder_button, self.download_button,
+                       self.rescan_button):
             top.addWidget(widget)
         top.setStretch(0, 1)
 
@@ -132,9 +107,16 @@ class LibraryPanel(QWidget):
         splitter.setStretchFactor(0, 2)
         splitter.setStretchFactor(1, 1)
         self.status_label = QLabel(wordWrap=True)
+        self.download_bar = QProgressBar()
+        self.cancel_download_button = QPushButton("Cancel download")
+        downloads = QHBoxLayout()
+        downloads.addWidget(self.download_bar, 1)
+        downloads.addWidget(self.cancel_download_button)
+        self._set_downloading(False)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(splitter, 1)
+        layout.addLayout(downloads)
         layout.addWidget(self.status_label)
 
     def _build_details(self) -> QWidget:
@@ -176,6 +158,10 @@ class LibraryPanel(QWidget):
         self.add_file_button.clicked.connect(self._on_add_file_clicked)
         self.add_folder_button.clicked.connect(self._on_add_folder_clicked)
         self.rescan_button.clicked.connect(self.state.refresh)
+        self.download_button.clicked.connect(self._on_download_clicked)
+        self.cancel_download_button.clicked.connect(self.state.cancel_download)
+        self.state.download_progressed.connect(self._on_state_download_progressed)
+        self.state.download_finished.connect(self._on_state_download_finished)
         self.view.selectionModel().currentChanged.connect(self._on_view_current_changed)
         self.model.modelReset.connect(self._on_model_reset)
         self.model.dataChanged.connect(self._on_model_data_changed)
@@ -343,8 +329,36 @@ class LibraryPanel(QWidget):
         if folder is not None:
             self.add_paths([folder])
 
+    @Slot()
+    def _on_download_clicked(self) -> None:
+        answer = self.ask_download()
+        if answer is not None:
+            self._set_downloading(True)
+            self.download_bar.setRange(0, 0)  # busy until the first progress report
+            self.state.download(*answer)
+
+    @Slot(object, object)
+    def _on_state_download_progressed(self, done: object, total: object) -> None:
+        if isinstance(total, int) and isinstance(done, int) and total > 0:
+            self.download_bar.setRange(0, 1000)
+            self.download_bar.setValue(int(1000 * done / total))
+            self.download_bar.setFormat(f"{done / 1e6:,.0f} / {total / 1e6:,.0f} MB")
+
+    @Slot(str)
+    def _on_state_download_finished(self, path: str) -> None:
+        self._set_downloading(False)
+        self.status_label.setText(f"Downloaded and verified: {Path(path).name}")
+        self.select_path(path)
+
+    def _set_downloading(self, active: bool) -> None:
+        self.download_bar.setVisible(active)
+        self.cancel_download_button.setVisible(active)
+        self.download_button.setEnabled(not active)
+
     @Slot(object)
     def _on_state_error_raised(self, error: object) -> None:
+        if self.download_bar.isVisibleTo(self):
+            self._set_downloading(False)
         self.status_label.setText(f"⚠ {error}")
 
     @Slot(bool)
@@ -362,31 +376,3 @@ class LibraryPanel(QWidget):
         paths = [Path(u.toLocalFile()) for u in event.mimeData().urls() if u.isLocalFile()]
         event.acceptProposedAction()
         self.add_paths(paths)
-
-    # -- default dialogs -------------------------------------------------------------------
-    def _confirm_dialog(self, title: str, text: str) -> bool:
-        answer = QMessageBox.question(self, title, text, QMessageBox.StandardButton.Yes
-                                      | QMessageBox.StandardButton.Cancel,
-                                      QMessageBox.StandardButton.Cancel)
-        return answer == QMessageBox.StandardButton.Yes
-
-    def _ask_copy_dialog(self, paths: list[Path]) -> bool | None:
-        box = QMessageBox(QMessageBox.Icon.Question, "Add model files",
-                          "Use the file where it is, or copy it into the app's library?",
-                          parent=self)
-        in_place = box.addButton("Use in place", QMessageBox.ButtonRole.AcceptRole)
-        copy = box.addButton("Copy into library", QMessageBox.ButtonRole.ActionRole)
-        box.addButton(QMessageBox.StandardButton.Cancel)
-        box.exec()
-        clicked = box.clickedButton()
-        return False if clicked is in_place else True if clicked is copy else None
-
-    def _choose_files_dialog(self) -> list[Path]:
-        files, _ = QFileDialog.getOpenFileNames(
-            self, "Add model files", "", "Models (*.safetensors *.ckpt *.pt *.pth);;All (*)")
-        return [Path(f) for f in files]
-
-    def _choose_folder_dialog(self) -> Path | None:
-        folder = QFileDialog.getExistingDirectory(
-            self, "Adopt a model folder (A1111, ComfyUI, InvokeAI or any folder)")
-        return Path(folder) if folder else None

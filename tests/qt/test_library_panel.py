@@ -232,3 +232,109 @@ def test_a_broken_user_catalog_is_reported_not_fatal(qtbot: QtBot) -> None:
     qtbot.addWidget(widget)
     assert "not valid TOML" in widget.status_label.text()
     state.close()
+
+
+class _SlowServer:
+    """Loopback HTTP server: /vae serves a VAE file; /big sends 1 MiB, then waits for
+    `release` (bounded) before sending the rest, so a cancel can land mid-transfer."""
+
+    def __init__(self, vae: bytes) -> None:
+        import http.server
+        import os
+        import threading
+
+        self.big = os.urandom(3 << 20)
+        self.release = threading.Event()
+        bodies = {"/vae.safetensors": vae, "/big.safetensors": self.big}
+        release = self.release
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                body = bodies.get(self.path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                start = int(self.headers.get("Range", "bytes=0-")[6:].rstrip("-") or 0)
+                self.send_response(206 if start else 200)
+                if start:
+                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+                self.send_header("Content-Length", str(len(body) - start))
+                self.end_headers()
+                if self.path == "/big.safetensors" and not start:
+                    self.wfile.write(body[: 1 << 20])
+                    self.wfile.flush()
+                    release.wait(10)
+                    self.wfile.write(body[1 << 20:])
+                    return
+                self.wfile.write(body[start:])
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever,
+                                       kwargs={"poll_interval": 0.05})
+        self.thread.start()
+        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def close(self) -> None:
+        self.release.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[_SlowServer]:
+    vae = write_header_only_safetensors(tmp_path / "served.safetensors", VAE)
+    srv = _SlowServer(vae.read_bytes())
+    yield srv
+    srv.close()
+
+
+def test_downloading_a_pasted_url_verifies_and_files_it_as_a_vae(
+        qtbot: QtBot, panel: LibraryPanel, server: _SlowServer, tmp_path: Path) -> None:
+    import hashlib
+
+    data = (tmp_path / "served.safetensors").read_bytes()
+    panel.ask_download = lambda: (server.base + "/vae.safetensors",
+                                  hashlib.sha256(data).hexdigest())
+    with qtbot.waitSignal(panel.state.download_finished, timeout=10_000) as done:
+        panel.download_button.click()
+    path = Path(done.args[0])
+    assert path.parent == panel.state.library.catalog.library.folder_for("vae")
+    assert path.read_bytes() == data
+    assert panel.current_item is not None and panel.current_item.kind == "vae"
+    assert not panel.download_bar.isVisibleTo(panel)
+
+
+def test_a_wrong_sha256_is_shown_and_nothing_is_kept(qtbot: QtBot, panel: LibraryPanel,
+                                                     server: _SlowServer) -> None:
+    panel.ask_download = lambda: (server.base + "/vae.safetensors", "0" * 64)
+    with qtbot.waitSignal(panel.state.error_raised, timeout=10_000) as error:
+        panel.download_button.click()
+    assert error.args[0].kind.value == "corrupt_file" and "⚠" in panel.status_label.text()
+    folder = panel.state.library.catalog.library.folder_for("checkpoint")
+    assert not list(folder.iterdir())
+
+
+def test_cancelling_a_download_keeps_the_part_for_resuming(qtbot: QtBot, panel: LibraryPanel,
+                                                           server: _SlowServer) -> None:
+    import hashlib
+
+    sha = hashlib.sha256(server.big).hexdigest()
+    panel.ask_download = lambda: (server.base + "/big.safetensors", sha)
+    with qtbot.waitSignal(panel.state.download_progressed, timeout=10_000):
+        panel.download_button.click()
+    assert panel.download_bar.isVisibleTo(panel)
+    with qtbot.waitSignal(panel.state.error_raised, timeout=10_000) as error:
+        panel.cancel_download_button.click()
+        server.release.set()
+    assert error.args[0].kind.value == "cancelled"
+    folder = panel.state.library.catalog.library.folder_for("checkpoint")
+    assert (folder / "big.safetensors.part").is_file()
+    assert not (folder / "big.safetensors").exists()
+    with qtbot.waitSignal(panel.state.download_finished, timeout=10_000) as done:
+        panel.download_button.click()  # asking again resumes
+    assert Path(done.args[0]).read_bytes() == server.big
