@@ -120,7 +120,7 @@ class ImageMetadata:
             batch_index=batch_index,
             app_version=__version__,
             source=SOURCE_APP,
-            created=when.isoformat(timespec="seconds"),
+            created=when.isoformat(timespec="milliseconds"),
             request=request.to_dict(),
         )
 
