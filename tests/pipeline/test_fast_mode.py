@@ -234,3 +234,42 @@ def test_cuda_fast_mode_matches_eager_within_tolerance(loaded: Loaded) -> None:
     assert len(steps) >= 4
     assert float(np.abs(after - before).mean()) < 0.01
     np.testing.assert_allclose(again, after, atol=1e-3)
+
+
+def test_the_backend_option_on_a_cpu_generates_as_before_and_can_be_switched_off(
+        tmp_path: Path, tiny_sd15_file: Path, tiny_sd15_config: Path) -> None:
+    from desktop_app.pipeline.backend.diffusers_backend import DiffusersBackend
+    from tests.pipeline.engine_helpers import images_of, request, run
+
+    req = request(tiny_sd15_file, tiny_sd15_config)
+    eager, _ = run(DiffusersBackend(tmp_path / "eager"), req)
+    backend = DiffusersBackend(tmp_path / "fast", fast_mode=True)
+    fast, updates = run(backend, req)
+    assert np.array_equal(images_of(fast)[0], images_of(eager)[0])
+    assert [u.step for u in updates] == [1, 2]
+    assert backend.loaded is not None
+    state = fast_mode.fast_mode_state(backend.loaded)
+    assert state is not None and not state.active and "CUDA" in state.reason
+    backend.fast_mode = False  # the setting flipped between jobs
+    run(backend, req)
+    assert fast_mode.fast_mode_state(backend.loaded) is None
+
+
+def test_fast_mode_previews_are_throttled_but_the_last_step_has_one() -> None:
+    from diffusers import EulerDiscreteScheduler
+
+    from desktop_app.pipeline.api import CancelToken, StepUpdate
+    from desktop_app.pipeline.backend.diffusers_backend import _StepReporter
+    from desktop_app.pipeline.backend.previews import LinearPreviewer, StepCapture
+
+    updates: list[StepUpdate] = []
+    reporter = _StepReporter(CancelToken(), updates.append, StepCapture(EulerDiscreteScheduler()),
+                             LinearPreviewer(is_xl=False), 0, 1, preview_interval_s=3600.0)
+
+    class Pipe:
+        num_timesteps = 5
+
+    for index in range(5):
+        reporter(Pipe(), index, 0, {"latents": torch.randn(1, 4, 8, 8)})
+    assert [u.step for u in updates] == [1, 2, 3, 4, 5]
+    assert [u.preview is not None for u in updates] == [True, False, False, False, True]
