@@ -89,7 +89,7 @@ class _StepReporter:
             return _preview_image(rgb)
         ready, self._pending = self._pending, None
         host = rgb.to("cpu", non_blocking=True)
-        event = torch.cuda.Event()
+        event: Any = torch.cuda.Event()  # type: ignore[no-untyped-call]
         event.record()
         if last:
             event.synchronize()

@@ -131,7 +131,7 @@ class TaesdPreviewer:
         if param.device != latent.device or param.dtype != latent.dtype:
             self.decoder.to(device=latent.device, dtype=latent.dtype)
         sample = latent.unsqueeze(0)
-        image = self.decoder.decode(sample).sample[0]  # (3, H, W) in [-1, 1]
+        image: torch.Tensor = self.decoder.decode(sample).sample[0]  # (3, H, W) in [-1, 1]
         return ((image.float() + 1.0) * 127.5).clamp(0, 255).to(torch.uint8).movedim(0, -1)
 
     def __call__(self, latent: torch.Tensor) -> PreviewImage:
@@ -149,14 +149,16 @@ def _decoder_from_original(file: Path) -> Any:
     The original decoder is nn.Sequential(Clamp(), conv, ...); diffusers' DecoderTiny does the
     clamp in forward(), so layer indices shift down by one (checked to 1.5e-8 on real weights).
     """
-    from diffusers import AutoencoderTiny
+    import diffusers
+
+    autoencoder_tiny: Any = diffusers.AutoencoderTiny  # untyped library class
 
     if file.suffix == ".safetensors":
         from safetensors.torch import load_file
 
         state = load_file(str(file))
         if any(k.startswith("decoder.layers.") for k in state):  # a whole diffusers TAESD
-            tiny = AutoencoderTiny()
+            tiny = autoencoder_tiny()
             tiny.load_state_dict(state)
             return tiny
     else:
@@ -165,7 +167,7 @@ def _decoder_from_original(file: Path) -> Any:
     for key, value in state.items():
         index, rest = key.split(".", 1)
         mapped[f"decoder.layers.{int(index) - 1}.{rest}"] = value
-    tiny = AutoencoderTiny()
+    tiny = autoencoder_tiny()
     missing, unexpected = tiny.load_state_dict(mapped, strict=False)
     if unexpected or any(not k.startswith("encoder.") for k in missing):
         raise ValueError(f"{file.name} is not a TAESD decoder")
@@ -186,9 +188,10 @@ def load_taesd(is_xl: bool, folder: Path | None = None) -> Any | None:
             continue
         try:
             if candidate.is_dir():
-                from diffusers import AutoencoderTiny
+                import diffusers
 
-                return AutoencoderTiny.from_pretrained(str(candidate)).eval()
+                tiny_class: Any = diffusers.AutoencoderTiny
+                return tiny_class.from_pretrained(str(candidate)).eval()
             return _decoder_from_original(candidate).eval()
         except Exception:  # previews are optional; the linear map still works
             log.warning("Could not load TAESD weights from %s", candidate, exc_info=True)
