@@ -260,7 +260,8 @@ def classify_header(h: SafetensorsHeader) -> tuple[Kind, ModelFamily | None, Sta
         return "taesd", None, "ok", ""
     if _is_vae(names):
         return "vae", None, "ok", ""
-    if names and set(names) <= {"emb_params", "string_to_param.*", "clip_l", "clip_g"}:
+    if names and all(n in ("emb_params", "clip_l", "clip_g") or n.startswith("string_to_param")
+                     for n in names):
         return "unknown", None, "unsupported", "Textual-inversion embeddings are not supported."
     return "unknown", None, "unsupported", "Not a Stable Diffusion model (unknown tensor names)."
 

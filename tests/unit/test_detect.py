@@ -151,6 +151,14 @@ def test_taesd_decoder_files_are_taesd(tmp_path: Path) -> None:
         assert inspect_model_file(path).kind == "taesd"
 
 
+def test_textual_inversion_embeddings_are_unsupported(tmp_path: Path) -> None:
+    for name, shapes in (("sd", {"emb_params": (2, 768)}),
+                         ("xl", {"clip_l": (2, 768), "clip_g": (2, 1280)})):
+        path = write_header_only_safetensors(tmp_path / f"{name}.safetensors", shapes)
+        info = inspect_model_file(path)
+        assert info.status == "unsupported" and "inversion" in info.reason
+
+
 def test_unrelated_tensors_are_unknown(tmp_path: Path) -> None:
     path = write_header_only_safetensors(tmp_path / "x.safetensors", {"fc.weight": (10, 10)})
     info = inspect_model_file(path)
