@@ -60,6 +60,8 @@ def run_pyinstaller(args: argparse.Namespace, report: Path) -> None:
         command.append("--clean")
     command.append(str(SPEC))
     env = dict(os.environ, DESKTOP_APP_BUILD_REPORT=str(report))
+    # The analysis imports every torch submodule; their deprecation notices are only noise here.
+    env.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning,ignore::FutureWarning")
     if args.no_prune:
         env["DESKTOP_APP_NO_PRUNE"] = "1"
     if args.console:

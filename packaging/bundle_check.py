@@ -4,9 +4,10 @@ Independent of the GUI and of any model on disk, it checks what a PyInstaller bu
 gets wrong: package metadata (without it diffusers turns pipelines into dummies), lazily imported
 pipelines, schedulers and CLIP classes, the shipped tokenizer and configs found through
 `paths.resource`, scipy/torchsde-backed samplers, safetensors save and load by class name, tqdm
-with no console, and the Qt platform plugins. It builds a tiny random-weight SD pipeline in a
-temporary folder (never the install folder), runs it for two steps with three schedulers and
-prints one JSON line; exit code 0 when every check passed, 1 otherwise.
+with no console, CA certificates for HTTPS downloads, and the Qt platform plugins. It builds a
+tiny random-weight SD pipeline in a temporary folder (never the install folder), runs it for two
+steps with three schedulers and prints one JSON line; exit code 0 when every check passed,
+1 otherwise.
 """
 
 from __future__ import annotations
@@ -164,6 +165,15 @@ def _check_generation() -> str:
     return "tiny pipeline saved, reloaded and run with " + ", ".join(n for n, _ in SCHEDULERS)
 
 
+def _check_tls() -> str:
+    import ssl
+
+    stats = ssl.create_default_context().cert_store_stats()
+    if not stats["x509_ca"]:
+        raise RuntimeError("no CA certificates: HTTPS downloads would fail")
+    return f"{stats['x509_ca']} CA certificates for HTTPS downloads"
+
+
 def _check_qt() -> str:
     from PySide6.QtWidgets import QApplication, QLabel
 
@@ -179,6 +189,7 @@ CHECKS: tuple[tuple[str, Callable[[], str]], ...] = (
     ("backends", _check_backends),
     ("resources", _check_resources),
     ("generation", _check_generation),
+    ("tls", _check_tls),
     ("qt", _check_qt),
 )
 

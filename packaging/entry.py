@@ -5,6 +5,7 @@ console: the Hugging Face libraries are switched to offline mode before they can
 no bytecode is written next to the bundle, and when the OS gives the process no stdout/stderr
 (windowed builds on Windows, apps started from Finder) they are pointed at a log file in the
 user's log folder, so `print`, logging handlers and tqdm progress bars never write to None.
+HTTPS (the model library's downloads) trusts the CA bundle shipped in the app.
 
 `desktop-app --bundle-check` runs the packaging probe (`bundle_check.py`) instead of the app.
 """
@@ -27,6 +28,19 @@ def _offline_environment() -> None:
     os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
     os.environ.setdefault("HF_HUB_DISABLE_IMPLICIT_TOKEN", "1")
     sys.dont_write_bytecode = True
+
+
+def _ca_certificates() -> None:
+    """HTTPS model downloads: trust certifi's CA bundle, shipped inside the app.
+
+    The bundled OpenSSL looks for CA certificates where the build machine keeps them, which is
+    wrong on other Linux distributions (and Python on macOS has no system store at all).
+    """
+    if not getattr(sys, "frozen", False) or "SSL_CERT_FILE" in os.environ:
+        return
+    bundle = Path(getattr(sys, "_MEIPASS", "")) / "certifi" / "cacert.pem"
+    if bundle.is_file():
+        os.environ["SSL_CERT_FILE"] = str(bundle)
 
 
 def _attach_parent_console() -> io.TextIOBase | None:
@@ -78,6 +92,7 @@ def main() -> int:
     # A frozen app re-executes itself for multiprocessing children (spawn on Windows/macOS).
     multiprocessing.freeze_support()
     _offline_environment()
+    _ca_certificates()
     _fix_missing_streams()
     if sys.argv[1:] == ["--bundle-check"]:
         import bundle_check
