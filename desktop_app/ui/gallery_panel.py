@@ -82,6 +82,7 @@ class GalleryPanel(QWidget):
         self.scanner = GalleryScanner(self.pool, folder, root, self)
         self.model = GalleryListModel(self.index, self.loader, self)
         self._pending_delete: trash.TrashedImage | None = None
+        self._closed = False
         self._build()
         self.setAcceptDrops(True)
         self.scanner.scan_finished.connect(self._on_scanner_scan_finished)
@@ -239,6 +240,7 @@ class GalleryPanel(QWidget):
         self.commit_pending_delete()
         self.scanner.stop()
         self.pool.waitForDone()
+        self._closed = True  # results still queued from the pool are ignored from now on
         self.index.close()
 
     # -- selection and actions --------------------------------------------------------------
@@ -369,6 +371,8 @@ class GalleryPanel(QWidget):
     # -- background results -----------------------------------------------------------------
     @Slot(object)
     def _on_scanner_scan_finished(self, stats) -> None:
+        if self._closed:
+            return
         self.rescan_button.setEnabled(True)
         if stats.added or stats.updated or stats.removed:  # else keep the scroll position
             self._reload_models()

@@ -265,3 +265,13 @@ def test_unusable_index_folder_still_gives_a_working_gallery(qtbot: QtBot,
         assert "Cannot open the gallery index" in messages[0]
     finally:
         widget.shutdown()
+
+
+def test_shutdown_during_a_scan_is_clean(qtbot: QtBot) -> None:
+    for seed in range(30):
+        _save(f"many {seed}", seed)
+    widget = GalleryPanel(scan_on_start=False)
+    qtbot.addWidget(widget)
+    widget.rebuild()  # finds 30 images: its result would refresh the grid
+    widget.shutdown()  # waits for the rebuild; its result is now queued
+    QGuiApplication.processEvents()  # deliver the queued result: ignored, no crash
