@@ -314,6 +314,25 @@ def test_entry_redirects_missing_streams_to_the_log_folder_and_goes_offline(tmp_
     assert "stderr-line" in log
 
 
+def test_entry_points_https_at_the_bundled_ca_file_only_when_frozen(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    entry = _load(PACKAGING / "entry.py", "desktop_app_packaging_entry")
+    (tmp_path / "certifi").mkdir()
+    (tmp_path / "certifi" / "cacert.pem").write_text("-----BEGIN CERTIFICATE-----\n", "utf-8")
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.setattr(sys, "_MEIPASS", str(tmp_path), raising=False)
+    monkeypatch.delattr(sys, "frozen", raising=False)
+    entry._ca_certificates()
+    assert "SSL_CERT_FILE" not in os.environ  # a source checkout uses the system's store
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    entry._ca_certificates()
+    assert os.environ["SSL_CERT_FILE"] == str(tmp_path / "certifi" / "cacert.pem")
+    monkeypatch.setenv("SSL_CERT_FILE", "/etc/ssl/mine.pem")
+    entry._ca_certificates()
+    assert os.environ["SSL_CERT_FILE"] == "/etc/ssl/mine.pem"  # the user's choice wins
+
+
 # --- installers, icons, desktop integration ---------------------------------------------------
 
 
