@@ -175,7 +175,7 @@ def read_metadata(path: Path) -> ImageMetadata | None:
 
 def parse_texts(texts: Mapping[str, str]) -> ImageMetadata | None:
     """Pick the richest format present in an image's texts and parse it (never raises)."""
-    for parser in (_ours, _fooocus, _a1111, _invokeai, _invokeai_legacy, _comfyui):
+    for parser in (_ours, _fooocus, _a1111, _invokeai, _invokeai_legacy, _comfyui, _novelai):
         try:
             meta = parser(texts)
         except Exception as exc:  # malformed metadata: try the next format
@@ -363,3 +363,25 @@ def _fooocus_resolution(value: object) -> tuple[int | None, int | None]:
         return to_int(value[0]), to_int(value[1])
     return None, None
 
+
+def _novelai(texts: Mapping[str, str]) -> ImageMetadata | None:
+    """NovelAI: tEXt `Software` = NovelAI, `Description` = prompt, `Comment` = JSON."""
+    data = _json(texts.get("Comment"))
+    if not isinstance(data, dict) or "NovelAI" not in texts.get("Software", "NovelAI"):
+        return None
+    name = _text(data.get("sampler")).removeprefix("k_")
+    sampler = comfyui.sampler_name(name, _text(data.get("noise_schedule"))) if name else ""
+    return ImageMetadata(
+        prompt=_text(data.get("prompt")) or texts.get("Description", ""),
+        negative_prompt=_text(data.get("uc")),
+        steps=to_int(data.get("steps")),
+        sampler=sampler,
+        cfg_scale=to_float(data.get("scale")),
+        seed=to_int(data.get("seed")),
+        width=to_int(data.get("width")),
+        height=to_int(data.get("height")),
+        model_name=texts.get("Source", ""),
+        source="novelai",
+        extra=_extra(data, {"prompt", "uc", "steps", "sampler", "scale", "seed", "width",
+                            "height"}),
+    )

@@ -237,7 +237,7 @@ json_values = st.recursive(
     | st.dictionaries(st.text(max_size=12), children, max_size=6),
     max_leaves=40,
 )
-KEYS = ["parameters", "prompt", "invokeai_metadata", "sd-metadata", "desktop_app",
+KEYS = ["parameters", "prompt", "invokeai_metadata", "sd-metadata", "desktop_app", "Comment",
         "fooocus_scheme", "workflow"]
 
 
@@ -287,3 +287,18 @@ def test_deeply_nested_json_is_rejected_quickly() -> None:
     start = time.perf_counter()
     assert parse_texts({"invokeai_metadata": "[" * 100_000}) is None
     assert time.perf_counter() - start < 2.0
+
+
+def test_novelai_comment_json(tmp_path: Path) -> None:
+    comment = {"prompt": "1girl, library", "steps": 28, "height": 832, "width": 1216,
+               "scale": 5.0, "seed": 4242, "sampler": "k_euler_ancestral",
+               "noise_schedule": "native", "uc": "lowres, bad hands", "n_samples": 1}
+    texts = {"Title": "AI generated image", "Description": "1girl, library",
+             "Software": "NovelAI", "Source": "NovelAI Diffusion V3 4BDE2A90",
+             "Comment": json.dumps(comment)}
+    meta = read_image_metadata(_png(tmp_path, texts))
+    assert meta is not None and meta.source == "novelai"
+    assert (meta.prompt, meta.negative_prompt) == ("1girl, library", "lowres, bad hands")
+    assert (meta.seed, meta.steps, meta.cfg_scale, meta.sampler) == (4242, 28, 5.0, "Euler a")
+    assert (meta.width, meta.height) == (1216, 832)
+    assert meta.model_name == "NovelAI Diffusion V3 4BDE2A90"
