@@ -185,10 +185,12 @@ def test_previews_arrive_every_step_at_one_eighth_size(backend: DiffusersBackend
 def test_cancel_at_step_k_writes_nothing_and_the_next_job_works(
         backend: DiffusersBackend, sd15: dict[str, Any], app_home: Path) -> None:
     run(backend, request(**sd15))  # loaded
-    decodes = []
-    vae = backend.loaded.pipe.vae
-    original = vae.decode
+    decodes: list[int] = []
+    evaluations: list[int] = []
+    vae, unet = backend.loaded.pipe.vae, backend.loaded.pipe.unet
+    original, forward = vae.decode, unet.forward
     vae.decode = lambda *a, **k: decodes.append(1) or original(*a, **k)
+    unet.forward = lambda *a, **k: evaluations.append(1) or forward(*a, **k)
     cancel = CancelToken()
     seen: list[int] = []
 
@@ -201,12 +203,12 @@ def test_cancel_at_step_k_writes_nothing_and_the_next_job_works(
     try:
         with pytest.raises(GenerationCancelled):
             run(backend, request(**sd15, steps=4), cancel_at_two, cancel)
-        assert seen == [2 - 1, 2] and decodes == []
+        assert seen == [1, 2] and len(evaluations) == 2 and decodes == []
         assert sorted((app_home / "outputs").rglob("*.png")) == before
         result, _ = run(backend, request(**sd15, steps=2))
         assert Path(result.images[0].path).is_file() and decodes == [1]
     finally:
-        vae.decode = original
+        del vae.decode, unet.forward
 
 
 def test_metadata_round_trips(backend: DiffusersBackend, sd15: dict[str, Any]) -> None:
@@ -272,3 +274,22 @@ def test_taesd_previews_are_full_size(sd15: dict[str, Any], tmp_path: Path) -> N
     _, updates = run(backend, request(**sd15))
     assert updates[-1].preview is not None
     assert (updates[-1].preview.width, updates[-1].preview.height) == (SIZE, SIZE)
+
+
+def test_taesd_original_decoder_file_loads_with_shifted_layer_indices(tmp_path: Path) -> None:
+    from diffusers import AutoencoderTiny
+    from safetensors.torch import save_file
+
+    from desktop_app.pipeline.backend.previews import load_taesd
+
+    torch.manual_seed(0)
+    reference = AutoencoderTiny().eval()
+    # The original decoder file is nn.Sequential(Clamp(), conv, …): indices one above ours.
+    original = {f"{int(k.split('.')[2]) + 1}.{k.split('.', 3)[3]}": v.contiguous()
+                for k, v in reference.state_dict().items() if k.startswith("decoder.layers.")}
+    save_file(original, str(tmp_path / "taesd_decoder.safetensors"))
+    loaded = load_taesd(is_xl=False, folder=tmp_path)
+    assert loaded is not None and load_taesd(is_xl=True, folder=tmp_path) is None
+    latent = torch.randn(1, 4, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(loaded.decode(latent).sample, reference.decode(latent).sample)

@@ -74,6 +74,7 @@ class _StepReporter:
         total = int(pipe.num_timesteps)
         preview = self._preview(kwargs["latents"], last=index + 1 >= total)
         self.on_step(StepUpdate(index + 1, total, self.batch_index, self.batch_total, preview))
+        self.cancel.raise_if_cancelled()  # a cancel during this step's report stops before the next
         return kwargs
 
     def _preview(self, latents: torch.Tensor, *, last: bool) -> Any:
