@@ -9,7 +9,8 @@ system access at all). sha256 hashes are computed by `BackgroundHasher` on its o
 Layouts (given the tool's root folder, or its `models/` folder, or the sub-folder itself):
 - A1111 / Forge / SD.Next: models/Stable-diffusion, models/VAE, models/VAE-approx
 - ComfyUI:                  models/checkpoints, models/vae, models/vae_approx
-- InvokeAI:                 models/{sd-1,sd-2,sdxl}/{main,vae}
+- InvokeAI:                 models/{sd-1,sd-2,sdxl}/{main,vae}; a root with invokeai.yaml
+                            but other sub-folders: all of models/ (kinds from headers)
 Any other folder is walked as a whole; each file's kind comes from its header.
 """
 
@@ -44,6 +45,8 @@ LAYOUTS: dict[str, tuple[tuple[str, str], ...]] = {
                       for sub, kind in (("main", "checkpoint"), ("vae", "vae"))),
 }
 
+INVOKEAI_MARKERS = ("invokeai.yaml", "databases/invokeai.db")
+
 Inspector = Callable[[Path], Any]
 
 
@@ -68,6 +71,9 @@ def detect_layout(root: Path) -> tuple[str, list[tuple[Path, str | None]]]:
             found = [(base / rel, kind) for rel, kind in folders if (base / rel).is_dir()]
             if found and (base == root or root.name == "models"):
                 return layout, [(f, k) for f, k in found]
+    if (root / "models").is_dir() and any((root / m).exists() for m in INVOKEAI_MARKERS):
+        # Newer InvokeAI releases keep models in per-model folders: walk models/ as a whole.
+        return "invokeai", [(root / "models", None)]
     return "folder", [(root, None)]
 
 

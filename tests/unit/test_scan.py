@@ -332,3 +332,18 @@ def test_adding_a_removed_file_again_shows_it(tmp_path: Path,
     [item] = library.items()
     assert item.root == str(path.parent.resolve())  # still belongs to its adopted folder
     library.close()
+
+
+def test_an_invokeai_root_with_per_model_folders_walks_models(
+        tmp_path: Path, model_files: dict[str, Path]) -> None:
+    invoke = tmp_path / "invokeai"
+    (invoke / "invokeai.yaml").parent.mkdir(parents=True)
+    (invoke / "invokeai.yaml").write_text("schema_version: 4.0.2\n")
+    _place(model_files["sd15"], invoke / "models" / "3f2a9c" / "model.safetensors")
+    _place(model_files["vae"], invoke / "models" / "77bd01" / "vae.safetensors")
+    layout, folders = detect_layout(invoke)
+    assert (layout, folders) == ("invokeai", [(invoke / "models", None)])
+    store = LibraryStore()
+    Scanner(store).adopt(invoke)
+    kinds = {Path(i.path).name: i.kind for i in store.items()}
+    assert kinds == {"model.safetensors": "checkpoint", "vae.safetensors": "vae"}
