@@ -138,3 +138,32 @@ def test_generate_as_a_subprocess(tiny_sd15_file: Path, tiny_sd15_config: Path,
     bad = subprocess.run([sys.executable, "-m", "desktop_app", "generate", "x", "--steps", "0"],
                          capture_output=True, text=True, env=env, timeout=120, cwd=ROOT)
     assert bad.returncode == 2 and bad.stderr.startswith("error: Steps must be between")
+
+
+def test_progress_bar_redraws_in_place_on_a_terminal() -> None:
+    import io
+
+    from desktop_app.pipeline.api import StepUpdate
+    from desktop_app.pipeline.commands import ProgressBar
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stream = Terminal()
+    bar = ProgressBar(stream)
+    for step in (1, 2, 3):
+        bar.step(StepUpdate(step, 3, 0, 2))
+    text = stream.getvalue()
+    assert text.count("\r[") == 3 and text.endswith("3/3 batch 1/2\n")
+
+
+def test_no_model_without_the_demo_model_exits_2_with_a_hint(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from desktop_app.pipeline.backend import loading
+
+    monkeypatch.setattr(loading, "default_model_path", lambda: tmp_path / "no-demo")
+    code, _, err = cli_run(["generate", "a cat", "--steps", "2", "--width", "64",
+                            "--height", "64"], capsys)
+    assert code == 2 and "demo model is not installed" in err

@@ -293,3 +293,33 @@ def test_taesd_original_decoder_file_loads_with_shifted_layer_indices(tmp_path: 
     latent = torch.randn(1, 4, 8, 8)
     with torch.no_grad():
         assert torch.allclose(loaded.decode(latent).sample, reference.decode(latent).sample)
+
+
+def test_plain_prompt_encodes_exactly_like_diffusers(backend: DiffusersBackend,
+                                                     sd15: dict[str, Any]) -> None:
+    run(backend, request(**sd15, steps=1))
+    pipe = backend.loaded.pipe
+    ours = encode_prompts(pipe, "a photo of a cat", "ugly, blurry")
+    positive, negative = pipe.encode_prompt("a photo of a cat", "cpu", 1, True, "ugly, blurry")
+    assert torch.allclose(ours.prompt_embeds, positive, atol=1e-6)
+    assert torch.allclose(ours.negative_prompt_embeds, negative, atol=1e-6)
+
+
+def test_sdxl_encoding_matches_diffusers_and_zeroes_an_empty_negative(
+        backend: DiffusersBackend, tiny_sdxl_file: Path, tiny_sdxl_config: Path) -> None:
+    run(backend, request(tiny_sdxl_file, tiny_sdxl_config, steps=1))
+    pipe = backend.loaded.pipe
+    ours = encode_prompts(pipe, "a photo of a cat", "ugly")
+    reference = pipe.encode_prompt("a photo of a cat", negative_prompt="ugly", device="cpu")
+    for mine, theirs in zip((ours.prompt_embeds, ours.negative_prompt_embeds,
+                             ours.pooled_prompt_embeds, ours.negative_pooled_prompt_embeds),
+                            reference, strict=True):
+        assert mine is not None and torch.allclose(mine, theirs, atol=1e-6)
+    empty = encode_prompts(pipe, "word, " * 60, "")  # 2 chunks against an empty negative
+    assert empty.prompt_embeds.shape == empty.negative_prompt_embeds.shape
+    assert empty.negative_prompt_embeds[:, :77].abs().sum() == 0  # A1111/diffusers: zeros
+    assert empty.negative_prompt_embeds[:, 77:].abs().sum() > 0  # padded with the "" encoding
+    assert empty.negative_pooled_prompt_embeds is not None
+    assert empty.negative_pooled_prompt_embeds.abs().sum() == 0
+    skip2 = encode_prompts(pipe, "a photo of a cat", "ugly", clip_skip=2)
+    assert not torch.allclose(skip2.prompt_embeds, ours.prompt_embeds)
