@@ -14,8 +14,10 @@
 - SDXL: both encoders, hidden_states[-(N+1)] without the final norm (N=1: the penultimate layer
   SDXL was trained on; N=2 one layer earlier, like diffusers' and ComfyUI's clip skip), the two
   concatenated along features; the pooled embedding is encoder 2's projection of the first
-  chunk. An empty negative prompt gives zero embeddings when the model config asks for it
-  (`force_zeros_for_empty_prompt`, SDXL base), as both A1111 and diffusers do.
+  chunk. An empty negative prompt gives zero embeddings (and zero pooled) when the model
+  config asks for it (`force_zeros_for_empty_prompt`, SDXL base), as A1111 does for SDXL and
+  diffusers does when no negative prompt is given; longer positives are then padded with the
+  (non-zero) encoding of "" like any other short side.
 """
 
 from __future__ import annotations
