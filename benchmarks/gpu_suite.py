@@ -175,6 +175,7 @@ class Runner:
         import torch
 
         self.backend = None  # type: ignore[assignment]
+        self._raw = self._raw_src = None
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -211,13 +212,33 @@ class Runner:
         assert loaded is not None, "the engine loads the model on its first job"
         return loaded.pipe
 
+    def raw_pipe(self) -> Any:
+        """Plain diffusers on the engine's modules, as a diffusers user has it.
+
+        Same UNet and text encoders (so fast mode's compiled UNet shows up here too). The VAE
+        is shared when it has the model's dtype; the engine keeps SDXL's VAE in float32, so raw
+        diffusers gets a float16 copy and does its own upcast around the decode, as it would.
+        """
+        import copy
+
+        pipe = self.pipe
+        if getattr(self, "_raw_src", None) is not pipe:
+            components = dict(pipe.components)
+            if pipe.vae.dtype != pipe.unet.dtype:
+                components["vae"] = copy.deepcopy(pipe.vae).to(pipe.unet.dtype)
+            if "safety_checker" in components:
+                components["requires_safety_checker"] = False
+            self._raw, self._raw_src = type(pipe)(**components), pipe
+            self._raw.set_progress_bar_config(disable=True)
+        return self._raw
+
     def raw(self, seed: int) -> tuple[float, Any]:
-        """One raw diffusers image on the same pipeline, saved as PNG like a user would."""
+        """One raw diffusers image on the same weights, saved as PNG like a user would."""
         import numpy as np
         import torch
         from diffusers import EulerDiscreteScheduler
 
-        pipe = self.pipe
+        pipe = self.raw_pipe()
         pipe.scheduler = EulerDiscreteScheduler.from_config(self.scheduler_config)
         _sync()
         started = time.perf_counter()
@@ -301,9 +322,10 @@ def run_fast(suite: Suite, runner: Runner, eager: dict[str, Any]) -> None:
     notices: list[str] = []
     state = fast_mode.apply_fast_mode(runner.backend.loaded, runner.size, runner.size, 1,  # type: ignore[arg-type]
                                       lambda u: notices.append(u.stage), config)
+    runner.backend.fast_mode = True  # the setting; each job keeps the state made above
     print(f"   fast mode: {state.reason}", flush=True)
     _reset_peak()
-    seconds, _ = runner.engine(seed=100)  # compiles (UNet + VAE) inside the job
+    seconds, _ = runner.engine(seed=100, on_load=lambda u: notices.append(u.stage))  # compiles
     suite.cases.append(Case(runner.family, "engine fast: first image (compile)", [seconds],
                             runner.steps, _peak_gib(), {"notices": notices[:6],
                                                         "compile_s": state.compile_seconds}))
@@ -314,6 +336,7 @@ def run_fast(suite: Suite, runner: Runner, eager: dict[str, Any]) -> None:
         next(c for c in suite.cases if c.family == runner.family
              and c.name == f"{kind} fast").extra["vs_eager"] = match
         print(f"   {kind} fast vs eager image: {match}", flush=True)
+    runner.backend.fast_mode = False
     fast_mode.remove_fast_mode(runner.backend.loaded)  # type: ignore[arg-type]
 
 
@@ -335,8 +358,10 @@ def warm_compile_child(family: str, folder: Path) -> None:
     runner.engine(seed=100)
     from desktop_app.pipeline.backend import fast_mode
 
-    state = fast_mode.apply_fast_mode(runner.backend.loaded, runner.size, runner.size, 1)  # type: ignore[arg-type]
+    runner.backend.fast_mode = True
     seconds, _ = runner.engine(seed=101)
+    state = fast_mode.fast_mode_state(runner.backend.loaded)  # type: ignore[arg-type]
+    assert state is not None
     print(json.dumps({"warm_first_fast_image_s": round(seconds, 2),
                       "compile_s": state.compile_seconds}))
 

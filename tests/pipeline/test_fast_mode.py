@@ -273,3 +273,28 @@ def test_fast_mode_previews_are_throttled_but_the_last_step_has_one() -> None:
         reporter(Pipe(), index, 0, {"latents": torch.randn(1, 4, 8, 8)})
     assert [u.step for u in updates] == [1, 2, 3, 4, 5]
     assert [u.preview is not None for u in updates] == [True, False, False, False, True]
+
+
+FUSE_ONLY = FastModeConfig(require_cuda=False, compile_unet=False, compile_vae=False)
+
+
+def test_fused_qkv_projections_give_the_same_image(loaded: Loaded) -> None:
+    from diffusers.models.attention_processor import FusedAttnProcessor2_0
+
+    before, _ = generate(loaded.pipe)
+    state = apply_fast_mode(loaded, 64, 64, 1, None, FUSE_ONLY)
+    after, _ = generate(loaded.pipe)
+    assert state.applied == ["fused QKV"] and not state.active
+    processors = loaded.pipe.unet.attn_processors.values()
+    assert all(isinstance(p, FusedAttnProcessor2_0) for p in processors)
+    np.testing.assert_allclose(after, before, atol=1e-5)
+
+
+def test_removing_fast_mode_keeps_attention_slicing_switched_on_meanwhile(loaded: Loaded) -> None:
+    from diffusers.models.attention_processor import SlicedAttnProcessor
+
+    apply_fast_mode(loaded, 64, 64, 1, None, FUSE_ONLY)
+    loaded.pipe.enable_attention_slicing()  # low-VRAM plan applied in place after fast mode
+    fast_mode.remove_fast_mode(loaded)
+    processors = loaded.pipe.unet.attn_processors.values()
+    assert all(isinstance(p, SlicedAttnProcessor) for p in processors)

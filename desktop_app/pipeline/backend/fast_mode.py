@@ -293,9 +293,13 @@ def _fuse_qkv(pipe: Any, state: FastModeState) -> None:
         return
 
     def undo() -> None:
-        pipe.unet.unfuse_qkv_projections()
-        if fuse_vae:
-            pipe.vae.unfuse_qkv_projections()
+        from diffusers.models.attention_processor import FusedAttnProcessor2_0
+
+        for module in [pipe.unet] + ([pipe.vae] if fuse_vae else []):
+            current = module.attn_processors
+            module.unfuse_qkv_projections()  # back to the processors from before the fusion…
+            if not all(isinstance(p, FusedAttnProcessor2_0) for p in current.values()):
+                module.set_attn_processor(current)  # …unless someone set others since (slicing)
         pipe.fusing_unet = pipe.fusing_vae = False
 
     state.restore.append(undo)
