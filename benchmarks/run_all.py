@@ -33,6 +33,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "demo_speed": [],
     "gallery_scale": ["--count", "20000"],
     "library_scan": [],
+    "compile_cache": [],
     "gpu_suite": ["--quick"],
 }
 
