@@ -94,19 +94,18 @@ class CenterColumn(QWidget):
 
 def process_memory_bytes() -> int | None:
     """Resident memory of this process, or None when it cannot be read."""
-    try:
-        import psutil  # an accelerate dependency; optional here
-
-        return int(psutil.Process(os.getpid()).memory_info().rss)
-    except Exception:
-        pass
     if sys.platform.startswith("linux"):
         try:
             with open("/proc/self/statm", encoding="ascii") as handle:
                 return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
         except (OSError, ValueError, IndexError):
             return None
-    return None
+    try:
+        import psutil  # an accelerate dependency, present with the engine
+
+        return int(psutil.Process(os.getpid()).memory_info().rss)
+    except (ImportError, OSError):
+        return None
 
 
 def memory_text() -> str:

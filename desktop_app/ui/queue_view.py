@@ -41,6 +41,7 @@ class QueueView(QWidget):
         self.pause_button.setToolTip(
             "Pause: the running image finishes, queued ones wait until you resume.")
         self.list = QListWidget()
+        self.list.setObjectName("queueList")
         self.list.setAccessibleName("Queued jobs")
         self.list.setToolTip("Jobs waiting to run. Delete removes the selected job; "
                              "Alt+↑/↓ moves it.")

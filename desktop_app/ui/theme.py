@@ -19,6 +19,7 @@ QToolButton#generateButton { font-weight: 600; padding: 5px 18px; }
 QToolButton#cancelButton { padding: 5px 12px; }
 QProgressBar { min-height: 22px; }
 QTabWidget::pane { border: none; }
+QListWidget#queueList::item { padding: 4px 2px; }
 """
 
 

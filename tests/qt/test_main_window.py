@@ -186,3 +186,34 @@ def test_every_control_has_a_tooltip(window: MainWindow) -> None:
     assert missing == []
     assert "oversaturate" in panel.cfg_spin.toolTip() and "6–9" in panel.cfg_spin.toolTip()
     assert window.generate_action.toolTip() and window.cancel_action.toolTip()
+
+
+def test_tab_moves_from_prompt_to_negative_prompt_to_generate(qtbot: QtBot,
+                                                              window: MainWindow) -> None:
+    window.activateWindow()
+    window.prompt_editor.edit.setFocus()
+    qtbot.waitUntil(lambda: window.prompt_editor.edit.hasFocus(), timeout=2000)
+    qtbot.keyClick(window.prompt_editor.edit, Qt.Key.Key_Tab)
+    assert window.negative_editor.edit.hasFocus()
+    qtbot.keyClick(window.negative_editor.edit, Qt.Key.Key_Tab)
+    assert window.center.generate_button.hasFocus()
+    assert window.prompt_editor.text() == ""  # Tab moved focus instead of typing a tab
+
+
+def test_explicit_theme_choice_switches_the_palette(qtbot: QtBot, window: MainWindow) -> None:
+    from PySide6.QtGui import QPalette
+    from PySide6.QtWidgets import QApplication
+
+    from desktop_app.ui.theme import ThemeController
+
+    app = QApplication.instance()
+    original = app.palette()
+    theme = ThemeController(app, "dark")
+    try:
+        assert theme.is_dark()
+        assert app.palette().color(QPalette.ColorRole.Window).lightness() < 100
+        theme.set_preference("light")
+        assert app.palette().color(QPalette.ColorRole.Window).lightness() > 150
+    finally:
+        app.setPalette(original)
+        app.setStyleSheet("")

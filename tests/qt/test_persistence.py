@@ -169,3 +169,28 @@ def test_the_window_is_shown_before_the_engine_is_imported(app_home: Path) -> No
     assert report["ok"] and report["heavy_modules_at_show"] == []
     assert report["window_shown_ms"] > 0
     assert (app_home / "logs" / "desktop-app.log").read_text().count("Window shown") == 1
+
+
+def test_unexpected_exceptions_are_logged_and_point_to_the_log(
+        app_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    from desktop_app import app
+
+    log_file = app.setup_logging()
+    previous = sys.excepthook
+    try:
+        app.install_excepthook(log_file)
+        try:
+            raise ValueError("boom in a slot")
+        except ValueError as exc:
+            sys.excepthook(type(exc), exc, exc.__traceback__)
+    finally:
+        sys.excepthook = previous
+        for handler in list(logging.getLogger().handlers):
+            if getattr(handler, "baseFilename", None) == str(log_file):
+                logging.getLogger().removeHandler(handler)
+                handler.close()
+    assert str(log_file) in capsys.readouterr().err
+    text = log_file.read_text()
+    assert "Unhandled exception" in text and "boom in a slot" in text
