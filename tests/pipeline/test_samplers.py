@@ -114,3 +114,16 @@ def test_every_sampler_runs_and_counts_model_evaluations(
     assert all(u.preview is not None for u in updates)
     image = images_of(result)[0]
     assert image.std() > 0
+
+
+def test_v_prediction_override_reaches_the_job_scheduler(
+        backend: DiffusersBackend, tiny_sd15_file: Path, tiny_sd15_config: Path) -> None:
+    eps, _ = run(backend, request(tiny_sd15_file, tiny_sd15_config, sampler="DPM++ 2M Karras"))
+    assert backend.loaded.pipe.scheduler.config.prediction_type == "epsilon"
+    v, _ = run(backend, request(tiny_sd15_file, tiny_sd15_config, sampler="DPM++ 2M Karras",
+                                prediction_type="v_prediction"))
+    scheduler = backend.loaded.pipe.scheduler
+    assert type(scheduler).__name__ == "DPMSolverMultistepScheduler"
+    assert scheduler.config.prediction_type == "v_prediction"
+    assert scheduler.config.use_karras_sigmas
+    assert not (images_of(eps)[0] == images_of(v)[0]).all()
