@@ -235,8 +235,9 @@ def _prepare(pipe: Any, state: FastModeState, config: FastModeConfig) -> None:
         return
     state.cache_dir = fast_mode_cache.configure_compile_cache()
     fast_mode_cache.load_mega_cache(state.cache_dir)
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit,
-                                               RECOMPILE_LIMIT)
+    dynamo = torch._dynamo.config  # `recompile_limit` is `cache_size_limit` before torch 2.7
+    limit = "recompile_limit" if hasattr(dynamo, "recompile_limit") else "cache_size_limit"
+    setattr(dynamo, limit, max(getattr(dynamo, limit), RECOMPILE_LIMIT))
     state.arch_key = fast_mode_cache.arch_key(pipe.unet.config, f"{device}/{pipe.unet.dtype}")
     if config.channels_last and device.type == "cuda":
         _channels_last(pipe, state)
