@@ -87,6 +87,9 @@ def test_on_cpu_the_model_stays_eager_with_a_reason(loaded: Loaded) -> None:
     after, steps = generate(loaded.pipe)
     assert not state.active
     assert "CUDA" in state.reason
+    assert [u.stage for u in updates] == [state.reason]  # told once, not every job
+    apply_fast_mode(loaded, 64, 64, 1, updates.append)
+    assert len(updates) == 1
     assert "forward" not in loaded.pipe.unet.__dict__
     assert np.array_equal(before, after)
     assert steps == list(range(len(steps)))

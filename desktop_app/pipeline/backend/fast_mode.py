@@ -213,11 +213,13 @@ def _prepare(pipe: Any, state: FastModeState, config: FastModeConfig) -> None:
     if config.require_cuda and device.type != "cuda":
         state.reason = f"Fast mode needs a CUDA GPU; the model runs on {device.type} as usual."
         log.info("%s", state.reason)
+        state.notify(state.reason, 1.0)
         return
     if _has_offload_hooks(pipe):
         state.offloaded = True
         state.reason = "Fast mode is off in low-VRAM mode (models move between CPU and GPU)."
         log.info("%s", state.reason)
+        state.notify(state.reason, 1.0)
         return
     if config.sdpa_backend not in SDPA_BACKENDS:
         raise ValueError(f"unknown SDPA backend {config.sdpa_backend!r}")
