@@ -72,7 +72,7 @@ def install_vae(vae: Any, state: FastModeState, config: FastModeConfig) -> None:
 
     def decode(z: Any, return_dict: bool = True, generator: Any = None) -> Any:
         z = z.to(vae.dtype)
-        image = call((z.shape[-1] * 8, z.shape[-2] * 8, -z.shape[0]), z)
+        image = call((z.shape[-1] * 8, z.shape[-2] * 8, z.shape[0]), z)
         image = image.clone() if call.cuda_graphs else image
         return DecoderOutput(sample=image) if return_dict else (image,)
 
@@ -142,7 +142,7 @@ class _CompiledCall:
 
     def _finished(self, size: tuple[int, int, int], seconds: float) -> None:
         width, height, _ = size
-        label = f"{self.name} {width}×{height}×{abs(size[2])}"
+        label = f"{self.name} {width}×{height}×{size[2]}"
         self.state.compile_seconds[label] = seconds
         if self.name == "UNet":
             self.state.compiled.add(size)
