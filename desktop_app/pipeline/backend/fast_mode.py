@@ -112,6 +112,8 @@ def fast_mode_available(config: FastModeConfig | None = None) -> tuple[bool, str
     config = config or FastModeConfig()
     if not hasattr(torch, "compile"):
         return False, f"This torch ({torch.__version__}) has no torch.compile."
+    if importlib.util.find_spec("torch._inductor") is None:  # stripped from a frozen build
+        return False, "This build does not include torch's compiler (torch._inductor)."
     if getattr(sys, "frozen", False) and not _c_compiler():
         return False, "This packaged build has no C compiler, which compilation needs."
     if not torch.cuda.is_available():
