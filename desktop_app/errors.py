@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 
 
 class ErrorKind(enum.Enum):
@@ -20,16 +19,43 @@ class ErrorKind(enum.Enum):
     runtime = "runtime"
 
 
-@dataclass(frozen=True)
 class UserError(Exception):
-    """A failure worth showing to a person, immutable so it can cross threads.
+    """A failure worth showing to a person; its fields are read-only so it can cross threads.
 
-    `message` says what happened; `hint` says what to do about it.
+    `message` says what happened; `hint` says what to do about it. (Not a frozen dataclass:
+    Python must be able to set `__traceback__` when it is raised through a context manager.)
     """
 
-    kind: ErrorKind
-    message: str
-    hint: str = ""
+    __slots__ = ("_hint", "_kind", "_message")
+
+    def __init__(self, kind: ErrorKind, message: str, hint: str = "") -> None:
+        super().__init__(kind, message, hint)
+        self._kind = kind
+        self._message = message
+        self._hint = hint
+
+    @property
+    def kind(self) -> ErrorKind:
+        return self._kind
+
+    @property
+    def message(self) -> str:
+        return self._message
+
+    @property
+    def hint(self) -> str:
+        return self._hint
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, UserError):
+            return NotImplemented
+        return (self.kind, self.message, self.hint) == (other.kind, other.message, other.hint)
+
+    def __hash__(self) -> int:
+        return hash((self.kind, self.message, self.hint))
+
+    def __repr__(self) -> str:
+        return f"UserError({self.kind!r}, {self.message!r}, {self.hint!r})"
 
     def __str__(self) -> str:
         return f"{self.message} — {self.hint}" if self.hint else self.message

@@ -9,6 +9,9 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Tiny test models are dominated by per-op overhead: one intra-op thread is faster on a 2-core
+# CI box and far cheaper when other processes compete for the cores.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from pathlib import Path
 
