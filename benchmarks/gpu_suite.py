@@ -331,6 +331,10 @@ def run_fast(suite: Suite, runner: Runner, eager: dict[str, Any]) -> None:
                                                         "compile_s": state.compile_seconds}))
     runner.raw(seed=100)  # the raw call path at this shape (same UNet shapes: no recompile)
     fast = alternate(suite, runner, "fast", suite.args.repeats)
+    from torch._dynamo.utils import counters
+
+    # Graphs compiled so far in this process (UNet + VAE per shape): more means recompiles.
+    suite.cases[-1].extra["dynamo_graphs"] = int(counters["stats"]["unique_graphs"])
     for kind in ("raw", "engine"):
         match = compare(fast[kind], eager[kind])
         next(c for c in suite.cases if c.family == runner.family
