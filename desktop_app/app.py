@@ -19,8 +19,15 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from desktop_app import APP_NAME, __version__, paths
+
+if TYPE_CHECKING:  # the real imports happen inside build_studio, after logging is set up
+    from PySide6.QtWidgets import QApplication
+
+    from desktop_app.ui.main_window import MainWindow
+    from desktop_app.worker.controller import GenerationController
 
 log = logging.getLogger("desktop_app")
 _IMPORTED_AT = time.monotonic()
@@ -112,9 +119,9 @@ def parse_args(args: list[str]) -> argparse.Namespace:
 class Studio:
     """Everything start-up wires together (kept for the self-test and benchmarks)."""
 
-    app: object
-    window: object
-    controller: object
+    app: QApplication
+    window: MainWindow
+    controller: GenerationController
     log_file: Path
     window_shown_ms: float
 
@@ -130,13 +137,14 @@ def build_studio(ns: argparse.Namespace, log_file: Path) -> Studio:
     from desktop_app.ui.theme import ThemeController
     from desktop_app.worker.controller import GenerationController
 
-    app = QApplication.instance() or QApplication([sys.argv[0]])
+    existing = QApplication.instance()
+    app = existing if isinstance(existing, QApplication) else QApplication([sys.argv[0]])
     app.setApplicationName(APP_NAME)
     app.setApplicationVersion(__version__)
     settings = load_settings()
     if ns.theme:
         settings.theme = ns.theme
-    theme = ThemeController(app, settings.theme)  # type: ignore[arg-type]
+    theme = ThemeController(app, settings.theme)
     parameters = ParametersState()
     parameters.restore_parameters(settings.parameters)
     queue = JobQueue()
@@ -156,6 +164,34 @@ def build_studio(ns: argparse.Namespace, log_file: Path) -> Studio:
     return Studio(app, window, controller, log_file, shown_ms)
 
 
+def attach_panels(window: MainWindow, controller: GenerationController) -> None:
+    """Add the gallery and library tabs and wire them to the window (after it is shown).
+
+    Gallery: finished jobs appear in it; "Use these parameters" fills the sidebar. Library:
+    its models fill the pickers; "Use" selects a model (and its VAE).
+    """
+    from desktop_app.state.library_state import LibraryModelProvider, LibraryState
+    from desktop_app.ui.gallery_panel import GalleryPanel
+    from desktop_app.ui.library_panel import LibraryPanel
+
+    status = window.statusBar()
+    gallery = GalleryPanel()
+    window.add_panel("Gallery", gallery)
+    controller.job_finished.connect(gallery.add_result)
+    gallery.parameters_restored.connect(window.restore_parameters)
+    gallery.restore_warning.connect(lambda text: status.showMessage(text, 10_000))
+    gallery.message_posted.connect(lambda text: status.showMessage(text, 5000))
+    library = LibraryState()
+    library_panel = LibraryPanel(library)
+    window.add_panel("Library", library_panel)
+    window.set_model_provider(LibraryModelProvider(library))
+    library_panel.library_changed.connect(window.panel.reload_models)
+    library_panel.model_used.connect(lambda model, vae: window.restore_parameters(
+        {"model": model or None, "vae": vae or None}))
+    window.add_close_hook(gallery.shutdown)
+    window.add_close_hook(library.close)
+
+
 def main(args: list[str] | None = None) -> int:
     """Start the GUI (or the self-test); returns the process exit code."""
     ns = parse_args(list(sys.argv[1:] if args is None else args))
@@ -171,10 +207,11 @@ def main(args: list[str] | None = None) -> int:
         heavy = sorted(m for m in HEAVY_MODULES if m in sys.modules)
         print(json.dumps({"ok": True, "window_shown_ms": round(studio.window_shown_ms, 1),
                           "heavy_modules_at_show": heavy}))
-        studio.window.close()  # type: ignore[attr-defined]
+        studio.window.close()
         return 0
     from PySide6.QtCore import QTimer
 
     if not ns.no_warm_up:
-        QTimer.singleShot(0, studio.controller.warm_up)  # type: ignore[attr-defined]
-    return int(studio.app.exec())  # type: ignore[attr-defined]
+        QTimer.singleShot(0, studio.controller.warm_up)
+    QTimer.singleShot(0, lambda: attach_panels(studio.window, studio.controller))
+    return int(studio.app.exec())

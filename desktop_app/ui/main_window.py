@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,7 @@ class MainWindow(QMainWindow):
         self.side_tabs.setDocumentMode(True)
         self.side_tabs.addTab(self.recent, "Recent")
         self._panels: dict[str, QWidget] = {"Recent": self.recent}
+        self._close_hooks: list[Callable[[], object]] = []
         self._build_splitters()
         self._build_actions()
         self.device_label, self.memory_label = build_status_bar(self.statusBar())
@@ -218,6 +220,10 @@ class MainWindow(QMainWindow):
             self.side_tabs.setCurrentIndex(index)
         return index
 
+    def add_close_hook(self, hook: Callable[[], object]) -> None:
+        """Run `hook` when the window closes (panels stopping their background work)."""
+        self._close_hooks.append(hook)
+
     def show_panel(self, name: str) -> None:
         widget = self._panels.get(name)
         if widget is not None:
@@ -357,5 +363,11 @@ class MainWindow(QMainWindow):
         self._memory_timer.stop()
         self.save_settings()
         self.controller.shutdown()
+        for hook in self._close_hooks:
+            try:
+                hook()
+            except Exception:  # one failing panel must not keep the others from stopping
+                log.exception("Close hook %r failed", hook)
+        self._close_hooks.clear()
         super().closeEvent(event)
 

@@ -1,0 +1,42 @@
+"""The gallery and library panels inside the main window (app.attach_panels)."""
+
+from __future__ import annotations
+
+from pytestqt.qtbot import QtBot
+
+from desktop_app.app import attach_panels
+from desktop_app.ui.main_window import MainWindow
+
+
+def _panel(window: MainWindow, name: str):
+    for index in range(window.side_tabs.count()):
+        if window.side_tabs.tabText(index) == name:
+            return window.side_tabs.widget(index)
+    raise AssertionError(f"no {name} tab")
+
+
+def test_finished_images_appear_in_the_gallery_and_its_parameters_come_back(
+        qtbot: QtBot, window: MainWindow) -> None:
+    attach_panels(window, window.controller)
+    gallery = _panel(window, "Gallery")
+    assert _panel(window, "Library") is not None
+    window.restore_parameters({"prompt": "into the gallery", "steps": 3})
+    with qtbot.waitSignal(window.controller.job_finished, timeout=10_000) as blocker:
+        window.generate()
+    path = blocker.args[1].images[0].path
+    qtbot.waitUntil(lambda: gallery.model.rowCount() >= 1, timeout=5_000)
+    gallery.parameters_restored.emit({"prompt": "from an old image", "steps": 42, "seed": 5})
+    assert window.prompt_editor.text() == "from an old image"
+    assert window.panel.steps_spin.value() == 42 and path
+    window.close()
+    assert gallery._closed  # the close hook stopped the gallery's background work
+
+
+def test_library_use_selects_the_model_in_the_sidebar(qtbot: QtBot, window: MainWindow) -> None:
+    attach_panels(window, window.controller)
+    library = _panel(window, "Library")
+    library.model_used.emit("/models/elsewhere/dream_xl.safetensors", "")
+    request = window.parameters.build_request()
+    assert request.model == "/models/elsewhere/dream_xl.safetensors" and request.vae is None
+    assert window.panel.current_model().path == request.model
+    window.close()
