@@ -54,6 +54,7 @@ class CenterColumn(QWidget):
         self.progress.setFormat("Ready")
         self.progress.setAccessibleName("Progress")
         self.progress.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.progress.setMinimumWidth(240)  # room for "Step 12/25 · 1.84 it/s · 7 s left"
         self.status = QLabel("")
         self.status.setObjectName("statusLabel")
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)

@@ -215,7 +215,14 @@ class MainWindow(QMainWindow):
     def add_panel(self, name: str, widget: QWidget) -> int:
         """Add a side panel tab (e.g. "Gallery", "Library"); returns its tab index."""
         self._panels[name] = widget
-        index = self.side_tabs.addTab(widget, name)
+        # A scroll area keeps a wide panel from forcing the whole window wider than the screen;
+        # drag the splitter to give it room.
+        holder = QScrollArea()
+        holder.setObjectName(f"panel{name}")
+        holder.setWidget(widget)
+        holder.setWidgetResizable(True)
+        holder.setFrameShape(QScrollArea.Shape.NoFrame)
+        index = self.side_tabs.addTab(holder, name)
         if self.settings.side_tab == name:
             self.side_tabs.setCurrentIndex(index)
         return index
@@ -224,10 +231,15 @@ class MainWindow(QMainWindow):
         """Run `hook` when the window closes (panels stopping their background work)."""
         self._close_hooks.append(hook)
 
+    def side_panel(self, name: str) -> QWidget | None:
+        """The widget added as side panel `name` (None if there is none)."""
+        return self._panels.get(name)
+
     def show_panel(self, name: str) -> None:
-        widget = self._panels.get(name)
-        if widget is not None:
-            self.side_tabs.setCurrentWidget(widget)
+        for index in range(self.side_tabs.count()):
+            if self.side_tabs.tabText(index) == name:
+                self.side_tabs.setCurrentIndex(index)
+                return
 
     def restore_parameters(self, data: dict[str, Any]) -> list[str]:
         """Apply parameters (request field names) e.g. from the gallery's "Use these parameters"."""

@@ -9,10 +9,9 @@ from desktop_app.ui.main_window import MainWindow
 
 
 def _panel(window: MainWindow, name: str):
-    for index in range(window.side_tabs.count()):
-        if window.side_tabs.tabText(index) == name:
-            return window.side_tabs.widget(index)
-    raise AssertionError(f"no {name} tab")
+    names = [window.side_tabs.tabText(i) for i in range(window.side_tabs.count())]
+    assert name in names
+    return window.side_panel(name)
 
 
 def test_finished_images_appear_in_the_gallery_and_its_parameters_come_back(
