@@ -301,3 +301,18 @@ def test_removing_fast_mode_keeps_attention_slicing_switched_on_meanwhile(loaded
     fast_mode.remove_fast_mode(loaded)
     processors = loaded.pipe.unet.attn_processors.values()
     assert all(isinstance(p, SlicedAttnProcessor) for p in processors)
+
+
+def test_the_architecture_key_is_stable_across_processes() -> None:
+    code = (
+        "from diffusers import UNet2DConditionModel as U;"
+        "from desktop_app.pipeline.backend.fast_mode_cache import arch_key;"
+        "u = U(block_out_channels=(32, 64), down_block_types=('DownBlock2D',) * 2,"
+        " up_block_types=('UpBlock2D',) * 2, norm_num_groups=8);"
+        "print(arch_key(u.config, 'cpu'))"
+    )
+    import subprocess
+
+    keys = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True).stdout.strip() for _ in range(2)}
+    assert len(keys) == 1 and len(keys.pop()) == 16

@@ -130,7 +130,9 @@ def save_mega_cache(root: Path | None) -> Path | None:
 
 def arch_key(unet_config: Any, placement: str) -> str:
     """A short hash of the UNet architecture and its device/dtype (the weights do not matter)."""
-    blob = json.dumps(dict(unet_config), sort_keys=True, default=str) + placement
+    # Private keys ("_use_default_values", "_name_or_path") vary between runs: leave them out.
+    items = {k: v for k, v in dict(unet_config).items() if not k.startswith("_")}
+    blob = json.dumps(items, sort_keys=True, default=str) + placement
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
