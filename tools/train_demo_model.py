@@ -1,0 +1,334 @@
+"""Train the bundled demo model: a tiny text-to-image latent diffusion model on procedural shapes.
+
+The committed weights in resources/models/demo/ are exactly what this command produces:
+
+    .venv/bin/python tools/train_demo_model.py --out resources/models/demo
+
+(1 CPU thread, all other options at their defaults). Stages, each fully determined by --seed:
+1. VAE (AutoencoderKL, x8 downsampling, 4 latent channels) on 32x32 crops of rendered images;
+2. encode a fixed pool of rendered training images to latents, scaling_factor = 1 / latent std;
+3. UNet2DConditionModel + CLIPTextModel (real CLIP tokenizer) jointly, epsilon prediction on the
+   standard SD schedule (scaled_linear 0.00085-0.012, 1000 steps), 10 % caption dropout so
+   classifier-free guidance works, offset noise for flat colours, min-SNR weighting, EMA weights;
+4. save a StableDiffusionPipeline folder in fp16 safetensors, tokenizer = resources/tokenizer.
+
+Every random draw of step k comes from generators seeded with (seed, stage, k), so a run that
+resumes from a checkpoint in --work gives the same weights as an uninterrupted one.
+Held-out (shape, colour, background) triples (tools/demo_data.py) are never rendered in training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import demo_data
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKENIZER_DIR = ROOT / "resources" / "tokenizer"
+BETAS = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear"}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--out", type=Path, default=ROOT / "resources" / "models" / "demo")
+    p.add_argument("--work", type=Path, default=ROOT / "build" / "demo_train",
+                   help="checkpoints and logs (resumed when present)")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (1: OpenMP threads thrash on a shared, busy CPU)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--vae-steps", type=int, default=1600)
+    p.add_argument("--vae-batch", type=int, default=8)
+    p.add_argument("--pool", type=int, default=6000, help="rendered images encoded for stage 3")
+    p.add_argument("--unet-steps", type=int, default=1300)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--lr", type=float, default=6e-4)
+    p.add_argument("--checkpoint-every", type=int, default=250)
+    p.add_argument("--export-only", action="store_true",
+                   help="write --out from the checkpoints in --work (EMA weights) and stop")
+    return p.parse_args(argv)
+
+
+def make_vae() -> torch.nn.Module:
+    # One norm group: a GroupNorm of few channels per group maps any flat colour to the same
+    # normalised features, so the decoder could not tell one background colour from another.
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4,
+        down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
+        block_out_channels=[16, 32, 64, 64], layers_per_block=1, norm_num_groups=1,
+        sample_size=demo_data.IMAGE_SIZE, mid_block_add_attention=False,
+    )
+
+
+def make_text_encoder() -> torch.nn.Module:
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    config = CLIPTextConfig(
+        vocab_size=49408, hidden_size=96, intermediate_size=384, num_hidden_layers=2,
+        num_attention_heads=4, max_position_embeddings=77, hidden_act="quick_gelu",
+        bos_token_id=49406, eos_token_id=49407, pad_token_id=49407, projection_dim=96,
+    )
+    return CLIPTextModel(config)
+
+
+def make_unet() -> torch.nn.Module:
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=demo_data.IMAGE_SIZE // 8, in_channels=4, out_channels=4,
+        block_out_channels=(32, 64, 96), layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D",) * 3, up_block_types=("CrossAttnUpBlock2D",) * 3,
+        cross_attention_dim=96, attention_head_dim=4, norm_num_groups=4,
+    )
+
+
+def make_scheduler() -> object:
+    from diffusers import DPMSolverMultistepScheduler
+
+    return DPMSolverMultistepScheduler(
+        num_train_timesteps=1000, **BETAS, prediction_type="epsilon", steps_offset=1,
+        timestep_spacing="linspace", algorithm_type="dpmsolver++", solver_order=2,
+    )
+
+
+def step_rng(seed: int, stage: int, step: int) -> tuple[random.Random, torch.Generator]:
+    key = (seed * 1_000_003 + stage) * 10_000_019 + step
+    return random.Random(key), torch.Generator().manual_seed(key)
+
+
+def to_tensor(images: list) -> torch.Tensor:
+    arr = np.stack([np.asarray(im, dtype=np.float32) for im in images]) / 127.5 - 1.0
+    return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
+
+
+def lr_at(step: int, total: int, base: float, warmup: int) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def save_checkpoint(path: Path, **state: object) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def train_vae(args: argparse.Namespace, triples: list) -> torch.nn.Module:
+    vae = make_vae().to(args.device)
+    opt = torch.optim.AdamW(vae.parameters(), lr=1e-3, betas=(0.9, 0.99), weight_decay=0.0)
+    ckpt, start = args.work / "vae.pt", 0
+    if ckpt.exists():
+        state = torch.load(ckpt, map_location=args.device)
+        vae.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        start = int(state["step"])
+    vae.train()
+    crop, t0, avg = 32, time.time(), None
+    for step in range(start, args.vae_steps):
+        rng, gen = step_rng(args.seed, 1, step)
+        images = [demo_data.render(demo_data.random_scene(rng, triples))
+                  for _ in range(args.vae_batch)]
+        x = to_tensor(images)
+        offs = torch.randint(0, demo_data.IMAGE_SIZE - crop + 1, (2,), generator=gen).tolist()
+        x = x[:, :, offs[0]:offs[0] + crop, offs[1]:offs[1] + crop].to(args.device)
+        posterior = vae.encode(x).latent_dist
+        z = posterior.mean + posterior.std * torch.randn(
+            posterior.mean.shape, generator=gen).to(args.device)
+        rec = vae.decode(z).sample
+        kl = posterior.kl().mean() / z[0].numel()
+        loss = F.l1_loss(rec, x) + F.mse_loss(rec, x) + 1e-4 * kl
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, args.vae_steps, 1e-3, 50)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        avg = loss.item() if avg is None else 0.98 * avg + 0.02 * loss.item()
+        if (step + 1) % 25 == 0:
+            print(f"vae step {step + 1}/{args.vae_steps} loss {avg:.4f} kl {kl.item():.2f} "
+                  f"{time.time() - t0:.0f}s", flush=True)
+        if (step + 1) % args.checkpoint_every == 0 or step + 1 == args.vae_steps:
+            save_checkpoint(ckpt, model=vae.state_dict(), opt=opt.state_dict(), step=step + 1,
+                            loss=avg)
+    vae.eval()
+    return vae
+
+
+@torch.no_grad()
+def encode_pool(args: argparse.Namespace, vae: torch.nn.Module, triples: list
+                ) -> tuple[list[demo_data.Scene], torch.Tensor, float]:
+    """Render and encode the fixed training pool; returns scenes, scaled latents, scale."""
+    path = args.work / "pool.pt"
+    if path.exists():
+        state = torch.load(path)
+        return state["scenes"], state["latents"], state["scale"]
+    rng = random.Random(args.seed * 7919 + 2)
+    scenes = [demo_data.random_scene(rng, triples) for _ in range(args.pool)]
+    latents = []
+    for i in range(0, len(scenes), 100):
+        x = to_tensor([demo_data.render(s) for s in scenes[i:i + 100]]).to(args.device)
+        latents.append(vae.encode(x).latent_dist.mean.cpu())
+    lat = torch.cat(latents)
+    scale = float(1.0 / lat.std())
+    print(f"pool: {len(scenes)} images, latent mean {lat.mean():.3f} std {lat.std():.3f} "
+          f"-> scaling_factor {scale:.5f}", flush=True)
+    torch.save({"scenes": scenes, "latents": lat * scale, "scale": scale}, path)
+    return scenes, lat * scale, scale
+
+
+def tokenize(tokenizer: object, captions: list[str]) -> torch.Tensor:
+    # Exactly what StableDiffusionPipeline does with a prompt (pad to 77 with <|endoftext|>).
+    return tokenizer(captions, padding="max_length", max_length=77, truncation=True,  # type: ignore[operator]
+                     return_tensors="pt").input_ids
+
+
+def train_unet(args: argparse.Namespace, scenes: list, latents: torch.Tensor) -> tuple:
+    from diffusers import DDPMScheduler
+    from transformers import CLIPTokenizer
+
+    tokenizer = CLIPTokenizer.from_pretrained(TOKENIZER_DIR)
+    unet, te = make_unet().to(args.device), make_text_encoder().to(args.device)
+    params = list(unet.parameters()) + list(te.parameters())
+    ema = [p.detach().clone() for p in params]
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
+    ckpt, start = args.work / "unet.pt", 0
+    if ckpt.exists():
+        state = torch.load(ckpt, map_location=args.device)
+        unet.load_state_dict(state["unet"])
+        te.load_state_dict(state["te"])
+        opt.load_state_dict(state["opt"])
+        ema = [t.to(args.device) for t in state["ema"]]
+        start = int(state["step"])
+    noise_sched = DDPMScheduler(num_train_timesteps=1000, **BETAS)
+    alphas = noise_sched.alphas_cumprod.to(args.device)
+    snr_all = alphas / (1 - alphas)
+    unet.train()
+    te.train()
+    t0, avg = time.time(), None
+    for step in range(start, args.unet_steps):
+        rng, gen = step_rng(args.seed, 3, step)
+        idx = [rng.randrange(len(scenes)) for _ in range(args.batch)]
+        caps = ["" if rng.random() < 0.1 else demo_data.caption(scenes[i], rng) for i in idx]
+        x0 = latents[idx].to(args.device)
+        noise = torch.randn(x0.shape, generator=gen) + 0.1 * torch.randn(
+            (x0.shape[0], x0.shape[1], 1, 1), generator=gen)
+        t = torch.randint(0, 1000, (x0.shape[0],), generator=gen)
+        noise, t = noise.to(args.device), t.to(args.device)
+        xt = noise_sched.add_noise(x0, noise, t)
+        cond = te(tokenize(tokenizer, caps).to(args.device))[0]
+        pred = unet(xt, t, cond).sample
+        snr = snr_all[t]
+        weight = torch.clamp(snr, max=5.0) / snr
+        loss = (weight * ((pred - noise) ** 2).mean(dim=(1, 2, 3))).mean()
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, args.unet_steps, args.lr, 200)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        decay = min(0.995, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for e, p in zip(ema, params, strict=True):
+                e.mul_(decay).add_(p.detach(), alpha=1 - decay)
+        avg = loss.item() if avg is None else 0.99 * avg + 0.01 * loss.item()
+        if (step + 1) % 50 == 0:
+            print(f"unet step {step + 1}/{args.unet_steps} loss {avg:.4f} "
+                  f"{time.time() - t0:.0f}s", flush=True)
+        if (step + 1) % args.checkpoint_every == 0 or step + 1 == args.unet_steps:
+            save_checkpoint(ckpt, unet=unet.state_dict(), te=te.state_dict(),
+                            opt=opt.state_dict(), ema=ema, step=step + 1, loss=avg)
+    with torch.no_grad():
+        for e, p in zip(ema, params, strict=True):
+            p.copy_(e)
+    return unet.eval(), te.eval(), tokenizer
+
+
+def save_pipeline(args: argparse.Namespace, vae: torch.nn.Module, unet: torch.nn.Module,
+                  te: torch.nn.Module, tokenizer: object, scale: float) -> None:
+    from diffusers import StableDiffusionPipeline
+
+    vae.register_to_config(scaling_factor=round(scale, 5))
+    pipe = StableDiffusionPipeline(
+        vae=vae, text_encoder=te, tokenizer=tokenizer, unet=unet, scheduler=make_scheduler(),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    pipe.to("cpu", torch.float16)
+    if args.out.exists():
+        shutil.rmtree(args.out)
+    pipe.save_pretrained(args.out, safe_serialization=True)
+    # The tokenizer is the project's CLIP tokenizer, byte for byte.
+    shutil.rmtree(args.out / "tokenizer")
+    shutil.copytree(TOKENIZER_DIR, args.out / "tokenizer")
+
+
+def export_checkpoint(args: argparse.Namespace) -> int:
+    """Save the pipeline from the latest checkpoints (for looking at a run in progress)."""
+    from transformers import CLIPTokenizer
+
+    vae, unet, te = make_vae(), make_unet(), make_text_encoder()
+    vae.load_state_dict(torch.load(args.work / "vae.pt")["model"])
+    state = torch.load(args.work / "unet.pt")
+    params = list(unet.parameters()) + list(te.parameters())
+    with torch.no_grad():
+        for e, p in zip(state["ema"], params, strict=True):
+            p.copy_(e)
+    scale = torch.load(args.work / "pool.pt")["scale"]
+    save_pipeline(args, vae.eval(), unet.eval(), te.eval(),
+                  CLIPTokenizer.from_pretrained(TOKENIZER_DIR), scale)
+    print(f"exported step {state['step']} (loss {state['loss']:.4f}) to {args.out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    args.work.mkdir(parents=True, exist_ok=True)
+    triples = demo_data.train_triples()
+    if args.export_only:
+        return export_checkpoint(args)
+    t0 = time.time()
+    vae = train_vae(args, triples)
+    for p in vae.parameters():
+        p.requires_grad_(False)
+    t1 = time.time()
+    scenes, latents, scale = encode_pool(args, vae, triples)
+    t2 = time.time()
+    unet, te, tokenizer = train_unet(args, scenes, latents)
+    t3 = time.time()
+    save_pipeline(args, vae, unet, te, tokenizer, scale)
+    vae_loss = torch.load(args.work / "vae.pt")["loss"]
+    unet_loss = torch.load(args.work / "unet.pt")["loss"]
+    summary = {
+        "out": str(args.out), "seed": args.seed, "device": args.device, "threads": args.threads,
+        "vae_steps": args.vae_steps, "unet_steps": args.unet_steps, "batch": args.batch,
+        "scaling_factor": round(scale, 5), "vae_loss": round(vae_loss, 5),
+        "unet_loss": round(unet_loss, 5), "vae_s": round(t1 - t0), "encode_s": round(t2 - t1),
+        "unet_s": round(t3 - t2), "total_s": round(time.time() - t0),
+        "size_bytes": sum(f.stat().st_size for f in args.out.rglob("*") if f.is_file()),
+    }
+    (args.work / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
