@@ -114,7 +114,7 @@ def test_parameters_layout_and_geometry_are_restored(qtbot: QtBot, controller, j
     first.restore_parameters({"prompt": "remember me", "steps": 31, "cfg_scale": 6.5,
                               "width": 640, "seed": 9})
     first.resize(first.minimumSizeHint().width(), 580)  # fits the 800 px offscreen screen best
-    first.main_splitter.setSizes([300, 100, 300])
+    first.main_splitter.setSizes([300, 100, 290])
     sizes = first.main_splitter.sizes()
     first.save_settings()
 
@@ -132,7 +132,9 @@ def test_parameters_layout_and_geometry_are_restored(qtbot: QtBot, controller, j
         # The offscreen screen is 800 px wide, narrower than the window's minimum width, so
         # only the height can show that the geometry came back.
         assert second.size().height() == 580 and settings.window_geometry
-        assert second.main_splitter.sizes()[1:] == sizes[1:]  # the sidebar takes the slack
+        # The restored window may be clamped to the small offscreen screen; the centre column
+        # takes the slack, the right column keeps its restored width (the default is 330).
+        assert second.main_splitter.sizes()[2] == sizes[2] != 330
     finally:
         second.close()
 
