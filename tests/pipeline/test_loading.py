@@ -66,6 +66,18 @@ def _reallocate_weights(pipe: Any) -> None:
             param.data = param.data.clone()
 
 
+def _compare_in_fresh_memory(single: LoadedModel, folder: LoadedModel) -> None:
+    """Equal weights must give bit-identical images.
+
+    from_pretrained leaves some weights in the file's mmap at unaligned addresses, which changes
+    CPU matmul rounding (~1e-7) depending on thread count and allocation. With every weight
+    copied into fresh memory the images are bit-identical.
+    """
+    for pipe in (single.pipe, folder.pipe):
+        _reallocate_weights(pipe)
+    assert (_image(single) == _image(folder)).all()
+
+
 # ---- each source kind ------------------------------------------------------------------------
 
 
@@ -84,7 +96,7 @@ def test_sd15_single_file_with_model_config_matches_the_folder_bit_for_bit(
     folder = load_model(str(tiny_sd15_dir))
     assert single.family is ModelFamily.sd15
     _assert_same_weights(single.pipe, folder.pipe)
-    assert (_image(single) == _image(folder)).all()
+    _compare_in_fresh_memory(single, folder)
 
 
 # diffusers' EulerDiscreteScheduler.set_timesteps calls np.array(tensor), which numpy 2 flags
@@ -98,11 +110,7 @@ def test_sdxl_single_file_with_model_config_matches_the_folder(
     assert type(single.pipe).__name__ == "StableDiffusionXLPipeline"
     assert single.pipe.tokenizer_2.pad_token == "!"
     _assert_same_weights(single.pipe, folder.pipe)
-    # from_pretrained leaves some weights in the file's mmap at unaligned addresses, which
-    # changes CPU matmul rounding (~1e-7). With every weight in fresh memory: bit-identical.
-    for pipe in (single.pipe, folder.pipe):
-        _reallocate_weights(pipe)
-    assert (_image(single) == _image(folder)).all()
+    _compare_in_fresh_memory(single, folder)
 
 
 def test_sd2_single_file_with_model_config_matches_the_folder_bit_for_bit(
@@ -113,7 +121,7 @@ def test_sd2_single_file_with_model_config_matches_the_folder_bit_for_bit(
     assert single.pipe.tokenizer.pad_token == "!"  # ours, as SD2 needs
     assert single.pipe.scheduler.config.prediction_type == "v_prediction"
     _assert_same_weights(single.pipe, folder.pipe)
-    assert (_image(single) == _image(folder)).all()
+    _compare_in_fresh_memory(single, folder)
 
 
 def test_single_file_hash_is_the_full_sha256_and_is_cached(tiny_sd15_file: Path,
