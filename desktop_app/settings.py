@@ -56,6 +56,7 @@ class Settings:
     splitters: dict[str, str] = field(default_factory=dict)
     side_tab: str = ""
     theme: str = "system"  # "system", "light" or "dark"
+    fast_mode: bool = False  # compiled kernels on NVIDIA GPUs (pipeline/backend/fast_mode.py)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)

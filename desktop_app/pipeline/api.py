@@ -13,7 +13,7 @@ import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from desktop_app.errors import ErrorKind, UserError, bad_input
 
@@ -338,6 +338,13 @@ class Backend(Protocol):
     ) -> GenerationResult: ...
 
     def device_info(self) -> DeviceInfo: ...
+
+
+@runtime_checkable
+class SupportsFastMode(Protocol):
+    """A backend with an optional fast mode (compiled kernels on NVIDIA GPUs), set between jobs."""
+
+    fast_mode: bool
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ from pathlib import Path
 from desktop_app.pipeline.api import Backend
 
 
-def create_backend(output: str | Path | None = None, *, previews: bool = True) -> Backend:
+def create_backend(output: str | Path | None = None, *, previews: bool = True,
+                   fast_mode: bool = False) -> Backend:
     """A new diffusers backend. `output`: None → the gallery, else a folder or a `.png` path.
 
     Importing the backend is the slow part (a few seconds: torch, diffusers); the model itself
@@ -19,4 +20,4 @@ def create_backend(output: str | Path | None = None, *, previews: bool = True) -
     """
     from desktop_app.pipeline.backend.diffusers_backend import DiffusersBackend
 
-    return DiffusersBackend(output, previews=previews)
+    return DiffusersBackend(output, previews=previews, fast_mode=fast_mode)

@@ -59,6 +59,7 @@ class GenerationController(QObject):
 
     _run_requested = Signal(str, object, object)
     _warm_up_requested = Signal()
+    _fast_mode_requested = Signal(bool)
 
     def __init__(self, queue: JobQueue, backend_factory: BackendFactory | None = None,
                  parent: QObject | None = None) -> None:
@@ -74,6 +75,7 @@ class GenerationController(QObject):
         self._thread.finished.connect(self._worker.deleteLater)
         self._run_requested.connect(self._worker.run_job)
         self._warm_up_requested.connect(self._worker.warm_up)
+        self._fast_mode_requested.connect(self._worker.set_fast_mode)
         self._worker.backend_ready.connect(self._on_worker_backend_ready)
         self._worker.job_started.connect(self._on_worker_job_started)
         self._worker.load_progressed.connect(self._on_worker_load_progressed)
@@ -101,6 +103,10 @@ class GenerationController(QObject):
     def warm_up(self) -> None:
         """Load the engine in the worker now (call after the window is shown)."""
         self._warm_up_requested.emit()
+
+    def set_fast_mode(self, enabled: bool) -> None:
+        """Turn fast mode on or off from the next job on (queued to the worker thread)."""
+        self._fast_mode_requested.emit(enabled)
 
     def submit(self, request: GenerationRequest) -> Job:
         """Queue a request; it starts at once when the worker is idle and the queue runs."""

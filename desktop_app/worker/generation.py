@@ -30,6 +30,7 @@ from desktop_app.pipeline.api import (
     LoadUpdate,
     PreviewImage,
     StepUpdate,
+    SupportsFastMode,
 )
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ class GenerationWorker(QObject):
         self._mail_lock = threading.Lock()
         self._mail: PreviewFrame | None = None
         self._notified = False
+        self._fast_mode = False
 
     def take_preview(self) -> PreviewFrame | None:
         """Take the newest preview frame (any thread); frees the slot for the next notice."""
@@ -128,6 +130,11 @@ class GenerationWorker(QObject):
             # The first job reports the error inline; here it is only logged.
             log.exception("Warm-up failed")
 
+    @Slot(bool)
+    def set_fast_mode(self, enabled: bool) -> None:
+        """Remember the fast-mode setting; the next job applies or removes it."""
+        self._fast_mode = enabled
+
     @Slot(str, object, object)
     def run_job(self, job_id: str, request: GenerationRequest, token: CancelToken) -> None:
         """Run one job; emits exactly one of job_finished, job_failed, job_cancelled."""
@@ -145,6 +152,8 @@ class GenerationWorker(QObject):
 
         try:
             backend = self._ensure_backend()
+            if isinstance(backend, SupportsFastMode):
+                backend.fast_mode = self._fast_mode
             token.raise_if_cancelled()
             result = backend.generate(request, token, on_step, on_load)
         except GenerationCancelled:

@@ -55,6 +55,8 @@ class FakeBackend:
     gate: threading.Event | None = None
     requests: list[GenerationRequest] = field(default_factory=list)
     threads: set[int] = field(default_factory=set)
+    fast_mode: bool = False  # set by the worker before each job (api.SupportsFastMode)
+    fast_mode_per_job: list[bool] = field(default_factory=list)
 
     def device_info(self) -> DeviceInfo:
         return DeviceInfo("cpu", "Fake CPU device", "float32", 8 * 2**30)
@@ -62,6 +64,7 @@ class FakeBackend:
     def generate(self, request: GenerationRequest, cancel: CancelToken, on_step: StepCallback,
                  on_load: LoadCallback | None = None) -> GenerationResult:
         self.requests.append(request)
+        self.fast_mode_per_job.append(self.fast_mode)
         self.threads.add(threading.get_ident())
         started = time.perf_counter()
         if on_load is not None:

@@ -217,3 +217,22 @@ def test_explicit_theme_choice_switches_the_palette(qtbot: QtBot, window: MainWi
     finally:
         app.setPalette(original)
         app.setStyleSheet("")
+
+
+def test_fast_mode_toggle_is_remembered_and_reaches_the_backend_from_the_next_job(
+        qtbot: QtBot, window: MainWindow, fake_backend: FakeBackend) -> None:
+    from desktop_app.settings import load_settings
+
+    window.parameters.set_value("steps", 2)
+    _type_prompt(qtbot, window, "a cat")
+    with qtbot.waitSignal(window.controller.job_finished, timeout=10_000):
+        _press_generate(qtbot, window)
+    window.fast_mode_action.trigger()
+    assert load_settings().fast_mode is True
+    with qtbot.waitSignal(window.controller.job_finished, timeout=10_000):
+        _press_generate(qtbot, window)
+    window.fast_mode_action.trigger()
+    with qtbot.waitSignal(window.controller.job_finished, timeout=10_000):
+        _press_generate(qtbot, window)
+    assert fake_backend.fast_mode_per_job == [False, True, False]
+    assert load_settings().fast_mode is False
