@@ -14,6 +14,7 @@ import logging
 import logging.handlers
 import os
 import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -213,5 +214,9 @@ def main(args: list[str] | None = None) -> int:
 
     if not ns.no_warm_up:
         QTimer.singleShot(0, studio.controller.warm_up)
+        # The prompt counter's tokenizer takes ~0.4 s to build: do it off the GUI thread.
+        from desktop_app.pipeline import tokens
+
+        threading.Thread(target=tokens.warm_up, name="tokenizer-warm-up", daemon=True).start()
     QTimer.singleShot(0, lambda: attach_panels(studio.window, studio.controller))
     return int(studio.app.exec())

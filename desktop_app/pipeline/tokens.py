@@ -14,6 +14,7 @@ Token counts are A1111's too: every chunk but the last counts as a full 75.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -95,8 +96,22 @@ def chunk_prompt(
     return builder.chunks, builder.count
 
 
-@functools.lru_cache(maxsize=1)
+_tokenizer_lock = threading.Lock()
+
+
+def warm_up() -> None:
+    """Build the tokenizer now (call from a background thread so the GUI's first count is free)."""
+    _clip_tokenizer()
+
+
 def _clip_tokenizer() -> object:
+    """The CLIP BPE tokenizer, built once; the lock keeps a warm-up and a count from racing."""
+    with _tokenizer_lock:
+        return _build_clip_tokenizer()
+
+
+@functools.lru_cache(maxsize=1)
+def _build_clip_tokenizer() -> object:
     """The CLIP BPE tokenizer of SD1/SD2/SDXL, built from the shipped vocab and merges."""
     from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers
     from tokenizers.models import BPE
