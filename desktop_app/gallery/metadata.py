@@ -13,16 +13,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import os
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from desktop_app import APP_NAME, __version__
+from desktop_app import APP_NAME, __version__, fileio
 from desktop_app.pipeline.api import GenerationRequest, join_sampler_name, split_sampler_name
 
 if TYPE_CHECKING:
@@ -363,19 +361,9 @@ def save_png(image: Image.Image, path: Path, meta: ImageMetadata) -> Path:
     from desktop_app.gallery import storage
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=storage.TEMP_SUFFIX,
-                                    dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            image.save(handle, format="PNG", pnginfo=encode_png_info(meta), compress_level=4)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    storage.fsync_dir(path.parent)
+    # storage.TEMP_SUFFIX: the scanner skips the hidden temp, `clean_stale` removes crash litter.
+    with fileio.atomic_path(path, suffix=storage.TEMP_SUFFIX) as tmp:
+        image.save(tmp, format="PNG", pnginfo=encode_png_info(meta), compress_level=4)
     storage.release(path)
     return path
 

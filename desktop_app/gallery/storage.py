@@ -11,15 +11,14 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
 
-from desktop_app import paths
+from desktop_app import fileio, paths
 
 RESERVE_SUFFIX = ".reserve"
-TEMP_SUFFIX = ".tmp"
+TEMP_SUFFIX = fileio.TEMP_SUFFIX  # atomic_path's hidden temps: `.<name>.<random>.tmp`
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp"})
 _NUMBERED = re.compile(r"^\.?(\d+)-")
 MAX_ATTEMPTS = 1000
@@ -76,22 +75,6 @@ def release(path: Path) -> None:
     """Drop the reservation of `path` (no-op when there is none)."""
     with contextlib.suppress(OSError):
         reservation_marker(Path(path)).unlink()
-
-
-def fsync_dir(folder: Path) -> None:
-    """Make a rename in `folder` durable (POSIX); a no-op where directories cannot be opened."""
-    if sys.platform == "win32":
-        return
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some filesystems refuse fsync on directories; the rename itself is atomic
-    finally:
-        os.close(fd)
 
 
 def is_litter(name: str) -> bool:

@@ -7,14 +7,12 @@ renamed, so a crash never leaves a half thumbnail.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
 from desktop_app import paths
+from desktop_app.fileio import atomic_path
 
 THUMB_SIZE = 192
 
@@ -47,14 +45,10 @@ def ensure_thumbnail(path: str, mtime_ns: int, size: int = THUMB_SIZE) -> Path |
                 rgb = image.convert("RGB")
     except Exception:  # unreadable or truncated image: the grid shows a placeholder
         return None
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as handle:
-            rgb.save(handle, "JPEG", quality=85)
-        os.replace(tmp, target)
+        # Not durable: a disposable cache made per image; skipping fsync keeps scrolling fast.
+        with atomic_path(target, durable=False) as tmp:
+            rgb.save(tmp, "JPEG", quality=85)
     except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
         return None
     return target

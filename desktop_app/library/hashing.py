@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import struct
-import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any, BinaryIO
 
 from desktop_app import paths
 from desktop_app.errors import ErrorKind, UserError
+from desktop_app.fileio import atomic_write_text
 
 BLOCK_SIZE = 1024 * 1024
 CACHE_FILE_NAME = "hashes.json"
@@ -124,18 +124,13 @@ class HashCache:
 
     def _save(self) -> None:
         target = self.file
-        target.parent.mkdir(parents=True, exist_ok=True)
         # Another process (GUI and CLI share the cache) may have added entries since we read it.
         merged = {**self._on_disk(), **(self._entries or {})}
         self._entries = merged
         payload = json.dumps({"version": CACHE_VERSION, "entries": merged}, indent=0)
-        fd, tmp = tempfile.mkstemp(prefix=".hashes-", suffix=".tmp", dir=target.parent)
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(payload)
-            os.replace(tmp, target)
+            atomic_write_text(target, payload)
         except OSError:
-            Path(tmp).unlink(missing_ok=True)
             log.warning("Could not write the hash cache %s", target, exc_info=True)
 
     def _get(self, path: Path, algo: str,

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from desktop_app.errors import ErrorKind, UserError, bad_input
+from desktop_app.fileio import atomic_path
 from desktop_app.library.store import LibraryStore, Scanned
 
 log = logging.getLogger(__name__)
@@ -278,12 +279,10 @@ def _copy_atomic(src: Path, dest_dir: Path) -> Path:
         raise bad_input(f"{dest} already exists.", "Rename one of the files, or add it in place.")
     if src.is_dir():
         raise bad_input("Copying a diffusers folder is not supported.", "Add it in place.")
-    tmp = dest.with_name(dest.name + ".part")
     try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
+        with atomic_path(dest) as tmp:  # hidden temp: the scanner never lists a half copy
+            shutil.copyfile(src, tmp)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise UserError(ErrorKind.runtime, f"Could not copy {src.name}: {exc.strerror or exc}",
                         "Check the free disk space, or add the file in place.") from None
     return dest

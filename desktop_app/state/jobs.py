@@ -19,8 +19,8 @@ from PySide6.QtCore import QObject, Signal
 
 from desktop_app import paths
 from desktop_app.errors import ErrorKind, UserError
+from desktop_app.fileio import atomic_write_text
 from desktop_app.pipeline.api import GenerationRequest, GenerationResult
-from desktop_app.settings import atomic_write_text
 
 log = logging.getLogger(__name__)
 

@@ -15,12 +15,10 @@ and loads that.
 from __future__ import annotations
 
 import logging
-import os
 import pickle
 import pickletools
 import re
 import struct
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Callable
@@ -30,6 +28,7 @@ from typing import Any
 import torch
 
 from desktop_app.errors import ErrorKind, UserError
+from desktop_app.fileio import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -182,17 +181,12 @@ def convert_ckpt_to_safetensors(src: str | Path, dst: str | Path) -> Path:
     state = load_ckpt_state_dict(src)
     tensors = {k: v.detach().contiguous().clone() for k, v in state.items()}
     del state
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.stem}-", suffix=".tmp", dir=dst.parent)
-    os.close(fd)
     try:
-        save_file(tensors, tmp, metadata={"format": "pt", "converted_from": src.name[:200]})
-        os.replace(tmp, dst)
+        with atomic_path(dst) as tmp:
+            save_file(tensors, str(tmp),
+                      metadata={"format": "pt", "converted_from": src.name[:200]})
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
         raise UserError(ErrorKind.runtime, f"Could not write {dst}: {exc.strerror or exc}.",
                         "Check free disk space and permissions of the cache folder.") from None
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     log.info("Converted %s to %s (%d tensors)", src, dst, len(tensors))
     return dst

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from desktop_app import paths
-from desktop_app.settings import atomic_write_text
+from desktop_app.fileio import atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -119,9 +119,7 @@ def save_mega_cache(root: Path | None) -> Path | None:
     folder = _mega_dir(root)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{_SESSION}.bin"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(result[0])
-    os.replace(tmp, path)
+    atomic_write_bytes(path, result[0])
     _mega_loaded.add(path)
     for old in sorted(folder.glob("*.bin"), key=lambda p: p.stat().st_mtime)[:-MAX_MEGA_FILES]:
         old.unlink(missing_ok=True)
