@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, QSize, Qt
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPixmap
 from PySide6.QtWidgets import (
+    QGridLayout,
     QHBoxLayout,
     QLabel,
+    QListView,
     QPlainTextEdit,
     QPushButton,
     QSizePolicy,
@@ -24,15 +27,19 @@ from desktop_app.gallery.metadata import ImageMetadata, a1111_pairs
 from desktop_app.state.gallery_list_model import FavouriteRole, ThumbnailRole
 
 CELL = 172
+MIN_CELL = 96
 THUMB = 160
+SMALL_IMAGE = 256  # images smaller than this are enlarged pixel-exact (no blur)
 
 
 class GalleryDelegate(QStyledItemDelegate):
     """Paints one grid cell: the thumbnail (or a placeholder while it loads) and a star."""
 
+    cell = CELL
+
     def sizeHint(self, option: QStyleOptionViewItem,
                  index: QModelIndex | QPersistentModelIndex) -> QSize:
-        return QSize(CELL, CELL)
+        return QSize(self.cell, self.cell)
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem,
               index: QModelIndex | QPersistentModelIndex) -> None:
@@ -58,6 +65,45 @@ class GalleryDelegate(QStyledItemDelegate):
         painter.restore()
 
 
+class GalleryGrid(QListView):
+    """The thumbnail grid; cells shrink (down to MIN_CELL) so narrow panels get 2+ columns."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setViewMode(QListView.ViewMode.IconMode)
+        self.setResizeMode(QListView.ResizeMode.Adjust)
+        self.setMovement(QListView.Movement.Static)
+        self.setUniformItemSizes(True)
+        self.setSpacing(2)
+        self.delegate = GalleryDelegate(self)
+        self.setItemDelegate(self.delegate)
+        self.setMinimumWidth(MIN_CELL + 40)
+
+    def columns_for(self, width: int) -> tuple[int, int]:
+        """(columns, cell size) that fill `width` pixels of view."""
+        scroll_bar = self.style().pixelMetric(QStyle.PixelMetric.PM_ScrollBarExtent)
+        # Counting the scroll bar always keeps the layout from flipping when it appears.
+        space = width - 2 * self.frameWidth() - scroll_bar - self.spacing()
+        step = self.spacing() * 2
+        columns = max(1, min(math.ceil(space / (CELL + step)), space // (MIN_CELL + step)))
+        return columns, max(MIN_CELL, min(CELL, space // columns - step))
+
+    def resizeEvent(self, event) -> None:
+        _columns, cell = self.columns_for(event.size().width())
+        if cell != self.delegate.cell:
+            self.delegate.cell = cell
+            self.setGridSize(QSize(cell + 2 * self.spacing(), cell + 2 * self.spacing()))
+        super().resizeEvent(event)
+
+
+def scaled_pixmap(pixmap: QPixmap, size: QSize) -> QPixmap:
+    """`pixmap` fitted into `size`; small images are enlarged pixel-exact so they stay crisp."""
+    small = max(pixmap.width(), pixmap.height()) < SMALL_IMAGE
+    mode = (Qt.TransformationMode.FastTransformation if small
+            else Qt.TransformationMode.SmoothTransformation)
+    return pixmap.scaled(size, Qt.AspectRatioMode.KeepAspectRatio, mode)
+
+
 def parameters_text(entry: GalleryEntry, meta: ImageMetadata | None) -> str:
     """Every parameter of an image, one per line, for the detail view."""
     lines = [f"File: {entry.path}"]
@@ -81,24 +127,35 @@ class GalleryDetailView(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.image_label = QLabel(alignment=Qt.AlignmentFlag.AlignCenter)
-        self.image_label.setMinimumSize(200, 200)
+        self.image_label.setMinimumSize(MIN_CELL, MIN_CELL)
         self.image_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
+        self.image_label.setObjectName("galleryDetailImage")
         self.parameters = QPlainTextEdit(readOnly=True)
         self.parameters.setObjectName("galleryParameters")
+        self.parameters.setMinimumHeight(48)
         self.copy_prompt_button = QPushButton("Copy prompt")
-        self.use_button = QPushButton("Use these parameters")
+        self.use_button = QPushButton("Use parameters")
+        self.use_button.setToolTip("Put this image's prompt and settings into the sidebar "
+                                   "(or double-click the image)")
         self.favourite_button = QPushButton("☆ Favourite")
         self.favourite_button.setCheckable(True)
         self.delete_button = QPushButton("Delete")
         self.open_folder_button = QPushButton("Open folder")
         self.copy_image_button = QPushButton("Copy image")
-        buttons = QHBoxLayout()
-        for button in (self.use_button, self.copy_prompt_button, self.copy_image_button,
-                       self.favourite_button, self.open_folder_button, self.delete_button):
-            buttons.addWidget(button)
+        # The image beside a compact column of actions, parameters below: fits ~300 px.
+        buttons = QGridLayout()
+        buttons.setSpacing(4)
+        for position, button in enumerate((
+                self.use_button, self.favourite_button, self.copy_prompt_button,
+                self.copy_image_button, self.open_folder_button, self.delete_button)):
+            button.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+            buttons.addWidget(button, position, 0)
+        top = QHBoxLayout()
+        top.addWidget(self.image_label, 1)
+        top.addLayout(buttons)
         layout = QVBoxLayout(self)
-        layout.addWidget(self.image_label, 3)
-        layout.addLayout(buttons)
+        layout.setContentsMargins(0, 4, 0, 0)
+        layout.addLayout(top, 3)
         layout.addWidget(self.parameters, 2)
         self._pixmap = QPixmap()
         self.show_entry(None, None)
@@ -126,9 +183,7 @@ class GalleryDetailView(QWidget):
 
     def _fit(self) -> None:
         if not self._pixmap.isNull():
-            self.image_label.setPixmap(self._pixmap.scaled(
-                self.image_label.size(), Qt.AspectRatioMode.KeepAspectRatio,
-                Qt.TransformationMode.SmoothTransformation))
+            self.image_label.setPixmap(scaled_pixmap(self._pixmap, self.image_label.size()))
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from PySide6.QtCore import QDate
+from PySide6.QtCore import QDate, Qt
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -13,12 +13,15 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
+    QSizePolicy,
+    QVBoxLayout,
     QWidget,
 )
 
 from desktop_app.gallery.index import GalleryQuery, SortOrder
 
 CUSTOM_RANGE = -1
+SHRINKABLE = QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
 DATE_RANGES = (("Any time", None), ("Today", 0), ("Last 7 days", 7), ("Last 30 days", 30),
                ("Last 365 days", 365), ("Custom range…", CUSTOM_RANGE))
 SORTS = (("Newest first", SortOrder.newest), ("Oldest first", SortOrder.oldest),
@@ -30,7 +33,11 @@ def _day_start(day: QDate) -> float:
 
 
 class GalleryFilterBar(QWidget):
-    """Widgets whose state makes a GalleryQuery; the panel listens to their own signals."""
+    """Widgets whose state makes a GalleryQuery; the panel listens to their own signals.
+
+    Laid out in short rows so the bar fits a side panel about 300 px wide: search, favourites
+    and rescan; model, date and sort (combos shrink and elide); the custom date range.
+    """
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -50,14 +57,33 @@ class GalleryFilterBar(QWidget):
         for label, order in SORTS:
             self.sort_combo.addItem(label, order)
         self.rescan_button = QPushButton("Rescan")
+        self.rescan_button.setToolTip("Look for images added or removed outside the app (F5)")
         self.count_label = QLabel()
-        layout = QHBoxLayout(self)
+        self.count_label.setObjectName("galleryCount")
+        self.count_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        for combo, tip in ((self.model_combo, "Only images made with this model"),
+                           (self.date_combo, "Only images from this period"),
+                           (self.sort_combo, "Order of the grid")):
+            # Shrink to the panel instead of widening it; the popup still shows full names.
+            combo.setSizeAdjustPolicy(SHRINKABLE)
+            combo.setMinimumContentsLength(4)
+            combo.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+            combo.setToolTip(tip)
+        self.search_edit.setMinimumWidth(80)
+        layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        for widget in (self.search_edit, self.model_combo, self.date_combo,
-                       self.date_from_edit, self.date_to_edit, self.favourites_check,
-                       self.sort_combo, self.rescan_button, self.count_label):
-            layout.addWidget(widget)
-        layout.setStretch(0, 1)
+        layout.setSpacing(4)
+        for row_widgets, stretch in (
+                ((self.search_edit, self.favourites_check, self.rescan_button), 0),
+                ((self.model_combo, self.date_combo, self.sort_combo), -1),
+                ((self.date_from_edit, self.date_to_edit, self.count_label), 2)):
+            row = QHBoxLayout()
+            row.setSpacing(6)
+            for widget in row_widgets:
+                row.addWidget(widget)
+            if stretch >= 0:
+                row.setStretch(stretch, 1)
+            layout.addLayout(row)
         self.set_models([])
 
     def query(self) -> GalleryQuery:

@@ -19,7 +19,6 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
-    QListView,
     QPushButton,
     QSplitter,
     QVBoxLayout,
@@ -34,13 +33,15 @@ from desktop_app.gallery.metadata import read_image_metadata
 from desktop_app.gallery.restore import ModelLookup, restore_parameters
 from desktop_app.state.gallery_list_model import EntryRole, GalleryListModel
 from desktop_app.state.gallery_thumbnails import GalleryScanner, ThumbnailLoader
-from desktop_app.ui.gallery_detail import CELL, GalleryDelegate, GalleryDetailView
+from desktop_app.ui.gallery_detail import CELL, GalleryDetailView, GalleryGrid
 from desktop_app.ui.gallery_filters import GalleryFilterBar
 
 log = logging.getLogger(__name__)
 
 SEARCH_DEBOUNCE_MS = 250
 UNDO_WINDOW_MS = 30_000
+WIDE_LAYOUT = 760  # px of panel width from which the detail sits beside the grid
+
 class GalleryPanel(QWidget):
     """Every generated image, searchable; restores parameters from any image.
 
@@ -105,15 +106,8 @@ class GalleryPanel(QWidget):
         self.favourites_check = self.filters.favourites_check
         self.rescan_button, self.count_label = (self.filters.rescan_button,
                                                 self.filters.count_label)
-        self.grid = QListView()
-        self.grid.setViewMode(QListView.ViewMode.IconMode)
-        self.grid.setResizeMode(QListView.ResizeMode.Adjust)
-        self.grid.setMovement(QListView.Movement.Static)
-        self.grid.setUniformItemSizes(True)
-        self.grid.setSpacing(2)
-        self.grid.setItemDelegate(GalleryDelegate(self.grid))
+        self.grid = GalleryGrid()
         self.grid.setModel(self.model)
-        self.grid.setMinimumWidth(CELL + 40)
         self.detail = GalleryDetailView()
         self.undo_label = QLabel()
         self.undo_button = QPushButton("Undo")
@@ -122,15 +116,18 @@ class GalleryPanel(QWidget):
         undo_layout.addWidget(self.undo_label, 1)
         undo_layout.addWidget(self.undo_button)
         self.undo_bar.hide()
-        splitter = QSplitter()
-        splitter.addWidget(self.grid)
-        splitter.addWidget(self.detail)
-        splitter.setStretchFactor(0, 3)
-        splitter.setStretchFactor(1, 2)
-        splitter.setSizes([3 * CELL * 2, 2 * CELL * 2])  # grid wider than the detail
+        # Detail below the grid in a side panel; beside it once the panel is dragged wide.
+        self.splitter = QSplitter(Qt.Orientation.Vertical)
+        self.splitter.setObjectName("gallerySplitter")
+        self.splitter.addWidget(self.grid)
+        self.splitter.addWidget(self.detail)
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 2)
+        self.splitter.setSizes([3 * CELL, 2 * CELL])
         layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
         layout.addWidget(self.filters)
-        layout.addWidget(splitter, 1)
+        layout.addWidget(self.splitter, 1)
         layout.addWidget(self.undo_bar)
         self._search_timer = QTimer(self, singleShot=True, interval=SEARCH_DEBOUNCE_MS)
         self._undo_timer = QTimer(self, singleShot=True, interval=UNDO_WINDOW_MS)
@@ -354,6 +351,12 @@ class GalleryPanel(QWidget):
                 trash.purge(item)
             except OSError as exc:
                 self.message_posted.emit(f"Could not move to the trash: {exc}")
+
+    def resizeEvent(self, event) -> None:
+        wide = event.size().width() >= WIDE_LAYOUT
+        self.splitter.setOrientation(Qt.Orientation.Horizontal if wide
+                                     else Qt.Orientation.Vertical)
+        super().resizeEvent(event)
 
     # -- drops ------------------------------------------------------------------------------
     def dragEnterEvent(self, event) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from functools import partial
 from pathlib import Path
 
@@ -11,12 +12,14 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QFormLayout,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QListView,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSplitter,
     QToolButton,
     QVBoxLayout,
@@ -37,6 +40,7 @@ from desktop_app.ui.library_dialogs import FamilyBadgeDelegate
 
 KIND_FILTER_ITEMS = (("All", "all"), ("Checkpoints", "checkpoint"), ("VAEs", "vae"),
                      ("Preview decoders", "taesd"), ("Problems", "problems"))
+WIDE_LAYOUT = 760  # px of panel width from which the details sit beside the list
 
 
 class LibraryPanel(QWidget):
@@ -84,15 +88,25 @@ class LibraryPanel(QWidget):
         self.grid_button.setCheckable(True)
         self.add_file_button = QPushButton("Add file…")
         self.add_folder_button = QPushButton("Add folder…")
-        self.rescan_button = QPushButton("Rescan")
+        self.rescan_button = QToolButton()  # sized to its text, unlike a push button
+        self.rescan_button.setText("Rescan")
         self.download_button = QPushButton("Download…")
         self.download_button.setToolTip("Download a known model or a URL (verified by sha256)")
-        top = QHBoxLayout()
-        for widget in (self.search_edit, self.kind_combo, self.grid_button,
-                       self.add_file_button, self.add_folder_button, self.download_button,
-                       self.rescan_button):
-            top.addWidget(widget)
-        top.setStretch(0, 1)
+        self.kind_combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.kind_combo.setMinimumContentsLength(6)
+        self.search_edit.setMinimumWidth(80)
+        # Two short rows (filters; actions) so the panel fits a ~300 px side panel.
+        top = QVBoxLayout()
+        top.setSpacing(4)
+        for widgets in ((self.search_edit, self.kind_combo, self.grid_button, self.rescan_button),
+                        (self.add_file_button, self.add_folder_button, self.download_button)):
+            row = QHBoxLayout()
+            row.setSpacing(4)
+            for widget in widgets:
+                row.addWidget(widget)
+            top.addLayout(row)
+        top.itemAt(0).layout().setStretch(0, 1)
 
         self.view = QListView()
         self.view.setModel(self.model)
@@ -101,11 +115,18 @@ class LibraryPanel(QWidget):
         self.view.setUniformItemSizes(True)
         self.view.setIconSize(QSize(48, 48))
 
-        splitter = QSplitter()
-        splitter.addWidget(self.view)
-        splitter.addWidget(self._build_details())
-        splitter.setStretchFactor(0, 2)
-        splitter.setStretchFactor(1, 1)
+        # Details below the list in a side panel; beside it once the panel is dragged wide.
+        self.splitter = QSplitter(Qt.Orientation.Vertical)
+        self.splitter.setObjectName("librarySplitter")
+        self.splitter.addWidget(self.view)
+        details = QScrollArea()
+        details.setWidget(self._build_details())
+        details.setWidgetResizable(True)
+        details.setFrameShape(QScrollArea.Shape.NoFrame)
+        details.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.splitter.addWidget(details)
+        self.splitter.setStretchFactor(0, 1)
+        self.splitter.setStretchFactor(1, 1)
         self.status_label = QLabel(wordWrap=True)
         self.download_bar = QProgressBar()
         self.cancel_download_button = QPushButton("Cancel download")
@@ -114,8 +135,9 @@ class LibraryPanel(QWidget):
         downloads.addWidget(self.cancel_download_button)
         self._set_downloading(False)
         layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
         layout.addLayout(top)
-        layout.addWidget(splitter, 1)
+        layout.addWidget(self.splitter, 1)
         layout.addLayout(downloads)
         layout.addWidget(self.status_label)
 
@@ -127,6 +149,8 @@ class LibraryPanel(QWidget):
         self.info_label = QLabel(wordWrap=True)
         self.reason_label = QLabel(wordWrap=True)
         self.path_label = QLabel(wordWrap=True)
+        # Rich text wraps a long path anywhere; plain text would only break at spaces.
+        self.path_label.setTextFormat(Qt.TextFormat.RichText)
         self.path_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.hash_label = QLabel()
         self.description_label = QLabel(wordWrap=True)
@@ -145,9 +169,15 @@ class LibraryPanel(QWidget):
         form.addRow("Hash", self.hash_label)
         form.addRow(self.description_label)
         form.addRow("VAE", self.vae_combo)
-        for button in (self.use_button, self.convert_button, self.reveal_button,
-                       self.remove_button, self.delete_button):
-            form.addRow(button)
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
+        buttons = QGridLayout()
+        buttons.setSpacing(4)
+        buttons.addWidget(self.use_button, 0, 0)
+        buttons.addWidget(self.reveal_button, 0, 1)
+        buttons.addWidget(self.convert_button, 1, 0, 1, 2)
+        buttons.addWidget(self.remove_button, 2, 0)
+        buttons.addWidget(self.delete_button, 2, 1)
+        form.addRow(buttons)
         return box
 
     def _connect(self) -> None:
@@ -176,6 +206,12 @@ class LibraryPanel(QWidget):
         self.state.message_posted.connect(self.status_label.setText)
         self.state.items_changed.connect(self.library_changed)
         self.state.busy_changed.connect(self._on_state_busy_changed)
+
+    def resizeEvent(self, event) -> None:
+        wide = event.size().width() >= WIDE_LAYOUT
+        self.splitter.setOrientation(Qt.Orientation.Horizontal if wide
+                                     else Qt.Orientation.Vertical)
+        super().resizeEvent(event)
 
     # -- public ----------------------------------------------------------------------------
     def set_grid_mode(self, grid: bool) -> None:
@@ -230,7 +266,8 @@ class LibraryPanel(QWidget):
                                 f"{item.size / 1e9:.2f} GB")
         self.reason_label.setText(item.reason)
         self.reason_label.setStyleSheet("" if item.status == "ok" else "color: #c0392b;")
-        self.path_label.setText(item.path)
+        self.path_label.setText(html.escape(item.path))
+        self.path_label.setToolTip(item.path)
         self.hash_label.setText(item.short_hash or "computing…")
         self.description_label.setText(item.description)
         thumb = item.has_thumbnail and self.state.thumbnail(item.path)

@@ -135,7 +135,7 @@ class MainWindow(QMainWindow):
         self.right_splitter.setObjectName("rightSplitter")
         self.right_splitter.addWidget(self.queue_view)
         self.right_splitter.addWidget(self.side_tabs)
-        self.right_splitter.setSizes([180, 520])
+        self.right_splitter.setSizes([130, 570])  # the queue is short; panels need height
         self.main_splitter = QSplitter(Qt.Orientation.Horizontal)
         self.main_splitter.setObjectName("mainSplitter")
         self.main_splitter.addWidget(scroll)
@@ -226,13 +226,16 @@ class MainWindow(QMainWindow):
     def add_panel(self, name: str, widget: QWidget) -> int:
         """Add a side panel tab (e.g. "Gallery", "Library"); returns its tab index."""
         self._panels[name] = widget
-        # A scroll area keeps a wide panel from forcing the whole window wider than the screen;
-        # drag the splitter to give it room.
+        # Panels are laid out for the side column's width (about 300 px and up); the scroll
+        # area only scrolls vertically, for short windows.
         holder = QScrollArea()
         holder.setObjectName(f"panel{name}")
         holder.setWidget(widget)
         holder.setWidgetResizable(True)
         holder.setFrameShape(QScrollArea.Shape.NoFrame)
+        holder.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        holder.setMinimumWidth(widget.minimumSizeHint().width()
+                               + holder.verticalScrollBar().sizeHint().width())
         index = self.side_tabs.addTab(holder, name)
         if self.settings.side_tab == name:
             self.side_tabs.setCurrentIndex(index)

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
 
 from desktop_app.errors import ErrorKind, UserError
 
+SMALL_IMAGE = 256  # below this many pixels a side, enlarge pixel-exact: crisp, not blurred
 EMPTY_TEXT = ("Write a prompt and press Ctrl+Enter.\n"
               "Each step's preview and the final image appear here.")
 
@@ -60,12 +61,13 @@ class PreviewPane(QWidget):
 
     def paintEvent(self, event) -> None:
         painter = QPainter(self)
-        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
         if self._pixmap is None:
             color = self.palette().color(QPalette.ColorRole.PlaceholderText)
             painter.setPen(color)
             painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, EMPTY_TEXT)
             return
+        small = max(self._pixmap.width(), self._pixmap.height()) < SMALL_IMAGE
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, not small)
         painter.drawPixmap(self.image_rect(), self._pixmap)
         if self._caption:
             metrics = painter.fontMetrics()

@@ -56,8 +56,10 @@ class RecentStrip(QWidget):
                 qimage = QImage(image.path)
             if qimage.isNull():
                 continue
+            small = max(qimage.width(), qimage.height()) < THUMB  # enlarge pixel-exact
             thumb = qimage.scaled(THUMB, THUMB, Qt.AspectRatioMode.KeepAspectRatio,
-                                  Qt.TransformationMode.SmoothTransformation)
+                                  Qt.TransformationMode.FastTransformation if small
+                                  else Qt.TransformationMode.SmoothTransformation)
             item = QListWidgetItem(QIcon(QPixmap.fromImage(thumb)), "")
             item.setData(Qt.ItemDataRole.UserRole, image.path)
             item.setToolTip(f"{Path(image.path).name}\nseed {image.seed}\n"

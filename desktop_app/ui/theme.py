@@ -82,6 +82,9 @@ class ThemeController(QObject):
     def apply(self) -> None:
         palette = dark_palette() if self.is_dark() else self._app.style().standardPalette()
         self._app.setPalette(palette)
+        # Widgets polished by the style sheet keep their old palette until it is set again.
+        self._app.setStyleSheet("")
+        self._app.setStyleSheet(STYLESHEET)
 
     def _on_scheme_changed(self, _scheme: Qt.ColorScheme) -> None:
         if self._preference == "system":

@@ -275,3 +275,30 @@ def test_shutdown_during_a_scan_is_clean(qtbot: QtBot) -> None:
     widget.rebuild()  # finds 30 images: its result would refresh the grid
     widget.shutdown()  # waits for the rebuild; its result is now queued
     QGuiApplication.processEvents()  # deliver the queued result: ignored, no crash
+
+
+def test_gallery_fits_a_narrow_side_panel_with_two_columns_and_the_detail_below(
+        panel: GalleryPanel, qtbot: QtBot) -> None:
+    panel.resize(400, 700)  # below WIDE_LAYOUT: the detail moves below, the minimum shrinks
+    assert panel.splitter.orientation() == Qt.Orientation.Vertical
+    qtbot.waitUntil(lambda: panel.minimumSize().width() <= 300)  # the layout re-activated
+    panel.resize(310, 700)
+    qtbot.waitUntil(lambda: panel.width() == 310 and panel.grid.width() < 310)
+    first, second = (panel.grid.visualRect(panel.model.index(row)) for row in (0, 1))
+    assert second.left() > first.right() and second.top() == first.top()  # side by side
+    assert second.right() <= panel.grid.viewport().width()  # no horizontal scrolling
+    assert panel.grid.horizontalScrollBar().maximum() == 0
+
+
+def test_gallery_puts_the_detail_beside_the_grid_when_wide(panel: GalleryPanel) -> None:
+    assert panel.splitter.orientation() == Qt.Orientation.Horizontal  # fixture: 1000 px
+    panel.resize(400, 700)
+    assert panel.splitter.orientation() == Qt.Orientation.Vertical
+
+
+def test_small_images_are_enlarged_pixel_exact_in_the_detail(panel: GalleryPanel) -> None:
+    _select(panel, 22)  # 64x48 red image: a blur would mix in other colours at the edges
+    image = panel.detail.image_label.pixmap().toImage()
+    assert image.width() > 64
+    colours = {image.pixelColor(x, image.height() // 2).name() for x in range(image.width())}
+    assert colours == {"#160000"}

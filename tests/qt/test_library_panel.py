@@ -338,3 +338,16 @@ def test_cancelling_a_download_keeps_the_part_for_resuming(qtbot: QtBot, panel: 
     with qtbot.waitSignal(panel.state.download_finished, timeout=10_000) as done:
         panel.download_button.click()  # asking again resumes
     assert Path(done.args[0]).read_bytes() == server.big
+
+
+def test_library_fits_a_narrow_side_panel_with_details_below_the_list(
+        panel: LibraryPanel, models: Path, qtbot: QtBot) -> None:
+    _select(panel, models, "models/Stable-diffusion/dreamy.safetensors")  # long path shown
+    panel.resize(320, 640)
+    qtbot.waitUntil(lambda: panel.width() == 320)
+    assert panel.splitter.orientation() == Qt.Orientation.Vertical
+    details = panel.splitter.widget(1)
+    assert details.widget().minimumSizeHint().width() <= details.viewport().width()
+    assert panel.path_label.toolTip().endswith("dreamy.safetensors")
+    panel.resize(900, 640)
+    qtbot.waitUntil(lambda: panel.splitter.orientation() == Qt.Orientation.Horizontal)

@@ -39,3 +39,38 @@ def test_library_use_selects_the_model_in_the_sidebar(qtbot: QtBot, window: Main
     assert request.model == "/models/elsewhere/dream_xl.safetensors" and request.vae is None
     assert window.panel.current_model().path == request.model
     window.close()
+
+
+def test_gallery_and_library_fit_the_side_column_of_the_default_window(
+        qtbot: QtBot, window: MainWindow) -> None:
+    attach_panels(window, window.controller)
+    window.resize(1360, 860)
+    for name in ("Gallery", "Library"):
+        window.show_panel(name)
+        holder = window.side_tabs.currentWidget()
+        qtbot.waitUntil(lambda h=holder: h.widget().width() <= h.viewport().width())
+        assert holder.horizontalScrollBar().maximum() == 0
+        assert window.side_tabs.width() < 450  # the centre keeps its room
+    window.close()
+
+
+def test_switching_to_dark_while_open_turns_the_preview_and_panels_dark(
+        qtbot: QtBot, window: MainWindow) -> None:
+    from PySide6.QtGui import QPalette
+    from PySide6.QtWidgets import QApplication
+
+    from desktop_app.ui.theme import ThemeController
+
+    app = QApplication.instance()
+    original = app.palette()
+    attach_panels(window, window.controller)
+    window.theme = ThemeController(app, "light")
+    try:
+        window.set_theme("dark")
+        gallery = window.side_panel("Gallery")
+        for widget in (window.preview, gallery.grid, gallery.detail.parameters):
+            assert widget.palette().color(QPalette.ColorRole.Base).lightness() < 80, widget
+    finally:
+        app.setPalette(original)
+        app.setStyleSheet("")
+        window.close()
