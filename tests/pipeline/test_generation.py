@@ -20,13 +20,7 @@ from tests.pipeline.engine_helpers import SIZE, images_of, pixels, request, run
 LONG_PROMPT = ", ".join(f"word{i} red blue green" for i in range(60))  # > 4 chunks
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread; two oversubscribe a shared CI machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 from desktop_app import paths
 from desktop_app.errors import UserError
@@ -20,13 +19,7 @@ from tests.pipeline.engine_helpers import images_of, request, run
 STEPS = 3
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread; two oversubscribe a shared CI machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def config_of(family: str) -> dict[str, Any]:
