@@ -187,7 +187,7 @@ def draw_curve(curve: dict[float, dict[str, float]], path: Path) -> None:
     cfgs = sorted(curve)
 
     def px(cfg: float, value: float) -> tuple[float, float]:
-        fx = (cfg - cfgs[0]) / (cfgs[-1] - cfgs[0])
+        fx = (cfg - cfgs[0]) / max(1e-9, cfgs[-1] - cfgs[0])
         return x0 + fx * (x1 - x0), y0 + value * (y1 - y0)
 
     for pct in range(0, 101, 20):

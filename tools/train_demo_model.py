@@ -52,10 +52,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (1: OpenMP threads thrash on a shared, busy CPU)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--vae-steps", type=int, default=1600)
+    p.add_argument("--vae-steps", type=int, default=4000)
     p.add_argument("--vae-batch", type=int, default=8)
     p.add_argument("--pool", type=int, default=6000, help="rendered images encoded for stage 3")
-    p.add_argument("--unet-steps", type=int, default=1300)
+    p.add_argument("--unet-steps", type=int, default=2500)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=6e-4)
     p.add_argument("--checkpoint-every", type=int, default=250)
@@ -118,6 +118,18 @@ def to_tensor(images: list) -> torch.Tensor:
     return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
 
 
+def shape_crop(image: torch.Tensor, box: tuple[float, ...], crop: int, rng: random.Random
+               ) -> torch.Tensor:
+    """A crop that mostly holds (part of) the shape: small shapes would be rare otherwise."""
+    limit = demo_data.IMAGE_SIZE - crop
+    if rng.random() < 0.25:
+        ox, oy = rng.randint(0, limit), rng.randint(0, limit)
+    else:
+        ox, oy = (min(limit, max(0, round((box[i] + box[i + 2]) / 2 - crop / 2
+                                          + rng.uniform(-10, 10)))) for i in (0, 1))
+    return image[:, oy:oy + crop, ox:ox + crop]
+
+
 def lr_at(step: int, total: int, base: float, warmup: int) -> float:
     if step < warmup:
         return base * (step + 1) / warmup
@@ -144,11 +156,10 @@ def train_vae(args: argparse.Namespace, triples: list) -> torch.nn.Module:
     crop, t0, avg = 32, time.time(), None
     for step in range(start, args.vae_steps):
         rng, gen = step_rng(args.seed, 1, step)
-        images = [demo_data.render(demo_data.random_scene(rng, triples))
-                  for _ in range(args.vae_batch)]
-        x = to_tensor(images)
-        offs = torch.randint(0, demo_data.IMAGE_SIZE - crop + 1, (2,), generator=gen).tolist()
-        x = x[:, :, offs[0]:offs[0] + crop, offs[1]:offs[1] + crop].to(args.device)
+        scenes = [demo_data.random_scene(rng, triples) for _ in range(args.vae_batch)]
+        x = torch.stack([shape_crop(img, scene.box, crop, rng) for img, scene in zip(
+            to_tensor([demo_data.render(s) for s in scenes]), scenes, strict=True)])
+        x = x.to(args.device)
         posterior = vae.encode(x).latent_dist
         z = posterior.mean + posterior.std * torch.randn(
             posterior.mean.shape, generator=gen).to(args.device)
@@ -178,7 +189,7 @@ def encode_pool(args: argparse.Namespace, vae: torch.nn.Module, triples: list
     """Render and encode the fixed training pool; returns scenes, scaled latents, scale."""
     path = args.work / "pool.pt"
     if path.exists():
-        state = torch.load(path)
+        state = torch.load(path, weights_only=False)  # our own file: holds Scene objects
         return state["scenes"], state["latents"], state["scale"]
     rng = random.Random(args.seed * 7919 + 2)
     scenes = [demo_data.random_scene(rng, triples) for _ in range(args.pool)]
@@ -290,7 +301,7 @@ def export_checkpoint(args: argparse.Namespace) -> int:
     with torch.no_grad():
         for e, p in zip(state["ema"], params, strict=True):
             p.copy_(e)
-    scale = torch.load(args.work / "pool.pt")["scale"]
+    scale = torch.load(args.work / "pool.pt", weights_only=False)["scale"]
     save_pipeline(args, vae.eval(), unet.eval(), te.eval(),
                   CLIPTokenizer.from_pretrained(TOKENIZER_DIR), scale)
     print(f"exported step {state['step']} (loss {state['loss']:.4f}) to {args.out}")
