@@ -111,7 +111,8 @@ def build_random_folder(family: str, folder: Path, device: str, smoke: bool) -> 
     import torch
 
     if smoke:
-        from tests.fixtures.tiny_models import make_tiny_sd15_pipeline, make_tiny_sdxl_pipeline
+        from desktop_app.pipeline.backend.tiny import make_tiny_sd15_pipeline
+        from tests.fixtures.tiny_models import make_tiny_sdxl_pipeline
 
         pipe = (make_tiny_sdxl_pipeline if family == "sdxl" else make_tiny_sd15_pipeline)()
         pipe.save_pretrained(str(folder), safe_serialization=True)
