@@ -30,20 +30,11 @@ if str(ROOT) not in sys.path:
 
 def child() -> None:
     import torch
-    from diffusers import UNet2DConditionModel
 
     from desktop_app.pipeline.backend import fast_mode
-    from tests.fixtures.tiny_models import make_tiny_sd15_pipeline
+    from desktop_app.pipeline.backend.tiny import make_tiny_sd15_pipeline_small_unet
 
-    pipe = make_tiny_sd15_pipeline()
-    torch.manual_seed(3)
-    pipe.unet = UNet2DConditionModel(
-        block_out_channels=(32, 64), layers_per_block=1, sample_size=8,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        attention_head_dim=8, cross_attention_dim=32, norm_num_groups=8,
-    ).eval()
-    pipe.set_progress_bar_config(disable=True)
+    pipe = make_tiny_sd15_pipeline_small_unet()
 
     class Loaded:
         pass

@@ -22,7 +22,7 @@ from desktop_app import paths
 from desktop_app.pipeline.api import GenerationCancelled, LoadUpdate
 from desktop_app.pipeline.backend import fast_mode, fast_mode_cache
 from desktop_app.pipeline.backend.fast_mode import FastModeConfig, apply_fast_mode
-from tests.fixtures.tiny_models import make_tiny_sd15_pipeline
+from desktop_app.pipeline.backend.tiny import make_tiny_sd15_pipeline_small_unet
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 CPU_TRACE = FastModeConfig(require_cuda=False, backend="aot_eager", compile_vae=False)
@@ -41,18 +41,7 @@ class Loaded:
 @pytest.fixture
 def loaded() -> Loaded:
     """The shared tiny SD1 pipeline with a smaller (2-block) UNet, so a compile stays short."""
-    from diffusers import UNet2DConditionModel
-
-    pipe = make_tiny_sd15_pipeline()
-    torch.manual_seed(3)
-    pipe.unet = UNet2DConditionModel(
-        block_out_channels=(32, 64), layers_per_block=1, sample_size=8,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        attention_head_dim=8, cross_attention_dim=32, norm_num_groups=8,
-    ).eval()
-    pipe.set_progress_bar_config(disable=True)
-    return Loaded(pipe)
+    return Loaded(make_tiny_sd15_pipeline_small_unet())
 
 
 def generate(pipe: Any, seed: int = 7, steps: int = 3, cancel_at: int | None = None,
