@@ -33,6 +33,7 @@ from desktop_app.gallery.metadata import read_image_metadata
 from desktop_app.gallery.restore import ModelLookup, restore_parameters
 from desktop_app.state.gallery_list_model import EntryRole, GalleryListModel
 from desktop_app.state.gallery_thumbnails import GalleryScanner, ThumbnailLoader
+from desktop_app.ui.empty_state import EmptyHint
 from desktop_app.ui.gallery_detail import CELL, GalleryDetailView, GalleryGrid
 from desktop_app.ui.gallery_filters import GalleryFilterBar
 
@@ -108,6 +109,7 @@ class GalleryPanel(QWidget):
                                                 self.filters.count_label)
         self.grid = GalleryGrid()
         self.grid.setModel(self.model)
+        self.empty_hint = EmptyHint(self.grid, self._empty_text)
         self.detail = GalleryDetailView()
         self.undo_label = QLabel()
         self.undo_button = QPushButton("Undo")
@@ -121,9 +123,9 @@ class GalleryPanel(QWidget):
         self.splitter.setObjectName("gallerySplitter")
         self.splitter.addWidget(self.grid)
         self.splitter.addWidget(self.detail)
-        self.splitter.setStretchFactor(0, 3)
-        self.splitter.setStretchFactor(1, 2)
-        self.splitter.setSizes([3 * CELL, 2 * CELL])
+        self.splitter.setStretchFactor(0, 1)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setSizes([2 * CELL, 2 * CELL])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
         layout.addWidget(self.filters)
@@ -394,6 +396,12 @@ class GalleryPanel(QWidget):
     @Slot(int)
     def _on_model_count_changed(self, count: int) -> None:
         self.count_label.setText(f"{count} images")
+
+    def _empty_text(self) -> str:
+        if self.current_query() != GalleryQuery(sort=self.sort_combo.currentData()):
+            return "No images match these filters."
+        return ("No images yet.\nImages you generate appear here. Drop an image on the "
+                "gallery to reuse its parameters.")
 
     def _reload_models(self) -> None:
         self.filters.set_models(self.index.models())

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import html
 from functools import partial
 from pathlib import Path
 
 from PySide6.QtCore import QModelIndex, QSize, Qt, QUrl, Signal, Slot
-from PySide6.QtGui import QDesktopServices, QPixmap
+from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
-    QFormLayout,
-    QGridLayout,
     QHBoxLayout,
     QLabel,
     QLineEdit,
@@ -28,14 +25,13 @@ from PySide6.QtWidgets import (
 
 from desktop_app.library.store import VAE_AUTO, VAE_BAKED, LibraryItem
 from desktop_app.state.library_list import (
-    KIND_TEXT,
-    STATUS_TEXT,
     ItemRole,
     LibraryListModel,
-    family_label,
 )
 from desktop_app.state.library_state import LibraryState, needs_conversion, resolve_vae
 from desktop_app.ui import library_dialogs as dialogs
+from desktop_app.ui.empty_state import EmptyHint
+from desktop_app.ui.library_details import LibraryDetails
 from desktop_app.ui.library_dialogs import FamilyBadgeDelegate
 
 KIND_FILTER_ITEMS = (("All", "all"), ("Checkpoints", "checkpoint"), ("VAEs", "vae"),
@@ -106,7 +102,6 @@ class LibraryPanel(QWidget):
             for widget in widgets:
                 row.addWidget(widget)
             top.addLayout(row)
-        top.itemAt(0).layout().setStretch(0, 1)
 
         self.view = QListView()
         self.view.setModel(self.model)
@@ -114,13 +109,20 @@ class LibraryPanel(QWidget):
         self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.view.setUniformItemSizes(True)
         self.view.setIconSize(QSize(48, 48))
+        self.empty_hint = EmptyHint(self.view, self._empty_text)
 
         # Details below the list in a side panel; beside it once the panel is dragged wide.
         self.splitter = QSplitter(Qt.Orientation.Vertical)
         self.splitter.setObjectName("librarySplitter")
         self.splitter.addWidget(self.view)
+        self.details = d = LibraryDetails()
+        self.name_edit, self.hash_label, self.vae_combo = d.name_edit, d.hash_label, d.vae_combo
+        self.use_button, self.reveal_button, self.convert_button = (
+            d.use_button, d.reveal_button, d.convert_button)
+        self.remove_button, self.delete_button = d.remove_button, d.delete_button
+        self.info_label, self.reason_label = d.info_label, d.reason_label
         details = QScrollArea()
-        details.setWidget(self._build_details())
+        details.setWidget(self.details)
         details.setWidgetResizable(True)
         details.setFrameShape(QScrollArea.Shape.NoFrame)
         details.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
@@ -140,45 +142,6 @@ class LibraryPanel(QWidget):
         layout.addWidget(self.splitter, 1)
         layout.addLayout(downloads)
         layout.addWidget(self.status_label)
-
-    def _build_details(self) -> QWidget:
-        box = QWidget()
-        self.thumb_label = QLabel(alignment=Qt.AlignmentFlag.AlignCenter)
-        self.name_edit = QLineEdit()
-        self.name_edit.setToolTip("Display name (the file is not renamed)")
-        self.info_label = QLabel(wordWrap=True)
-        self.reason_label = QLabel(wordWrap=True)
-        self.path_label = QLabel(wordWrap=True)
-        # Rich text wraps a long path anywhere; plain text would only break at spaces.
-        self.path_label.setTextFormat(Qt.TextFormat.RichText)
-        self.path_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.hash_label = QLabel()
-        self.description_label = QLabel(wordWrap=True)
-        self.vae_combo = QComboBox()
-        self.use_button = QPushButton("Use")
-        self.reveal_button = QPushButton("Reveal in folder")
-        self.remove_button = QPushButton("Remove from library")
-        self.delete_button = QPushButton("Delete file…")
-        self.convert_button = QPushButton("Convert to .safetensors")
-        form = QFormLayout(box)
-        form.addRow(self.thumb_label)
-        form.addRow("Name", self.name_edit)
-        form.addRow("Kind", self.info_label)
-        form.addRow(self.reason_label)
-        form.addRow("File", self.path_label)
-        form.addRow("Hash", self.hash_label)
-        form.addRow(self.description_label)
-        form.addRow("VAE", self.vae_combo)
-        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
-        buttons = QGridLayout()
-        buttons.setSpacing(4)
-        buttons.addWidget(self.use_button, 0, 0)
-        buttons.addWidget(self.reveal_button, 0, 1)
-        buttons.addWidget(self.convert_button, 1, 0, 1, 2)
-        buttons.addWidget(self.remove_button, 2, 0)
-        buttons.addWidget(self.delete_button, 2, 1)
-        form.addRow(buttons)
-        return box
 
     def _connect(self) -> None:
         self.search_edit.textChanged.connect(lambda text: self.model.set_filter(text=text))
@@ -246,6 +209,12 @@ class LibraryPanel(QWidget):
             copy = answer
         self.state.add_paths(paths, copy=copy)
 
+    def _empty_text(self) -> str:
+        if self.search_edit.text() or self.kind_combo.currentData() != "all":
+            return "No models match."
+        return ("No models added yet.\nAdd a checkpoint file or a whole folder (A1111 and "
+                "ComfyUI model folders work), or drop files here.")
+
     # -- details ---------------------------------------------------------------------------
     def _show_details(self, item: LibraryItem | None) -> None:
         self._current = item
@@ -253,29 +222,10 @@ class LibraryPanel(QWidget):
                        self.remove_button, self.delete_button):
             widget.setEnabled(item is not None)
         self.convert_button.setVisible(item is not None and needs_conversion(item))
+        thumb = item is not None and item.has_thumbnail and self.state.thumbnail(item.path)
+        self.details.show_item(item, thumb or None)
         if item is None:
-            for label in (self.info_label, self.reason_label, self.path_label, self.hash_label,
-                          self.description_label, self.thumb_label):
-                label.clear()
-            self.name_edit.clear()
             return
-        self.name_edit.setText(item.name)
-        kind = KIND_TEXT.get(item.kind, item.kind)
-        self.info_label.setText(f"{kind} · {family_label(item.family)} · "
-                                f"{STATUS_TEXT.get(item.status, item.status)} · "
-                                f"{item.size / 1e9:.2f} GB")
-        self.reason_label.setText(item.reason)
-        self.reason_label.setStyleSheet("" if item.status == "ok" else "color: #c0392b;")
-        self.path_label.setText(html.escape(item.path))
-        self.path_label.setToolTip(item.path)
-        self.hash_label.setText(item.short_hash or "computing…")
-        self.description_label.setText(item.description)
-        thumb = item.has_thumbnail and self.state.thumbnail(item.path)
-        pixmap = QPixmap()
-        if thumb:
-            pixmap.loadFromData(thumb)
-        self.thumb_label.setPixmap(pixmap.scaled(160, 160, Qt.AspectRatioMode.KeepAspectRatio)
-                                   if not pixmap.isNull() else QPixmap())
         usable = item.kind == "checkpoint" and item.status == "ok" and not needs_conversion(item)
         self.use_button.setEnabled(usable)
         self.vae_combo.setEnabled(item.kind == "checkpoint")

@@ -135,7 +135,8 @@ class MainWindow(QMainWindow):
         self.right_splitter.setObjectName("rightSplitter")
         self.right_splitter.addWidget(self.queue_view)
         self.right_splitter.addWidget(self.side_tabs)
-        self.right_splitter.setSizes([130, 570])  # the queue is short; panels need height
+        self.right_splitter.setStretchFactor(1, 1)  # extra height goes to the side panels
+        self.right_splitter.setSizes([100, 600])
         self.main_splitter = QSplitter(Qt.Orientation.Horizontal)
         self.main_splitter.setObjectName("mainSplitter")
         self.main_splitter.addWidget(scroll)

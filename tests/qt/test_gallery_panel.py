@@ -302,3 +302,20 @@ def test_small_images_are_enlarged_pixel_exact_in_the_detail(panel: GalleryPanel
     assert image.width() > 64
     colours = {image.pixelColor(x, image.height() // 2).name() for x in range(image.width())}
     assert colours == {"#160000"}
+
+
+def test_empty_gallery_says_how_images_get_there_and_a_failed_search_says_so(
+        panel: GalleryPanel, qtbot: QtBot, tmp_path: Path) -> None:
+    assert not panel.empty_hint.isVisible()
+    panel.search_edit.setText("zebra")
+    qtbot.waitUntil(lambda: panel.model.rowCount() == 0, timeout=3_000)
+    assert panel.empty_hint.isVisible() and "match" in panel.empty_hint.text()
+    panel.search_edit.clear()
+    qtbot.waitUntil(lambda: panel.model.rowCount() == 3, timeout=3_000)
+    assert not panel.empty_hint.isVisible()
+    (tmp_path / "other").mkdir()
+    empty = GalleryPanel(index_folder=tmp_path / "other", outputs=tmp_path / "other")
+    qtbot.addWidget(empty)
+    empty.show()
+    assert empty.empty_hint.isVisible() and "No images yet" in empty.empty_hint.text()
+    empty.shutdown()

@@ -348,6 +348,21 @@ def test_library_fits_a_narrow_side_panel_with_details_below_the_list(
     assert panel.splitter.orientation() == Qt.Orientation.Vertical
     details = panel.splitter.widget(1)
     assert details.widget().minimumSizeHint().width() <= details.viewport().width()
-    assert panel.path_label.toolTip().endswith("dreamy.safetensors")
+    assert panel.details.path_label.toolTip().endswith("dreamy.safetensors")
     panel.resize(900, 640)
     qtbot.waitUntil(lambda: panel.splitter.orientation() == Qt.Orientation.Horizontal)
+
+
+def test_empty_library_explains_how_to_add_models(qtbot: QtBot) -> None:
+    state = LibraryState(Library(store=LibraryStore()))
+    widget = LibraryPanel(state)
+    qtbot.addWidget(widget)
+    widget.show()
+    try:
+        assert widget.model.rowCount() == 0
+        assert widget.empty_hint.isVisible() and "Add a checkpoint" in widget.empty_hint.text()
+        assert widget.details.hint.isVisible() and not widget.details.box.isVisible()
+        widget.search_edit.setText("dream")
+        assert "match" in widget.empty_hint.text()
+    finally:
+        state.close()
