@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from desktop_app import paths
+from desktop_app import paths, sqlite_util
 from desktop_app.errors import ErrorKind, UserError
 from desktop_app.gallery import storage
 from desktop_app.gallery.index_schema import (
@@ -170,11 +170,8 @@ class GalleryIndex:
 
     # -- connection -------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None,
-                               check_same_thread=False)
+        conn = sqlite_util.connect(self.db_path, timeout=30)
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("ATTACH DATABASE ? AS state", (str(self.folder / STATE_NAME),))
             conn.execute("PRAGMA state.journal_mode=WAL")
             conn.executescript(STATE_SCHEMA)
@@ -214,15 +211,8 @@ class GalleryIndex:
     def close(self) -> None:
         self.conn.close()
 
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+    def _transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return sqlite_util.transaction(self.conn, "BEGIN IMMEDIATE")
 
     # -- roots ------------------------------------------------------------------------------
     def roots(self) -> list[str]:

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from desktop_app import paths
+from desktop_app import paths, sqlite_util
 
 DB_NAME = "library.sqlite3"
 SCHEMA_VERSION = 1
@@ -110,9 +110,7 @@ class LibraryStore:
         self.path = path or paths.data_dir() / DB_NAME
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db = sqlite_util.connect(self.path)
         with self._lock:
             self._db.executescript(_SCHEMA)
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -123,14 +121,8 @@ class LibraryStore:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with self._lock, sqlite_util.transaction(self._db) as db:
+            yield db
 
     # ---- roots ---------------------------------------------------------------------------
 
