@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from desktop_app import paths
 from desktop_app.errors import ErrorKind, UserError, bad_input
@@ -31,6 +31,7 @@ SCHEMA_VERSION = 1
 USER_FILE_NAME = "models.toml"
 KINDS = ("checkpoint", "vae", "taesd")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -157,8 +158,8 @@ def load_catalog(shipped: Path | None = None, user: Path | None = None) -> Catal
             overlay = _read_toml(user)
         except UserError as exc:
             problems.append(str(exc))
-    families = _families(base, overlay, problems, shipped)
-    entries = _entries(base, overlay, problems, shipped)
+    families = _validated(base, overlay, "families", "family", _family, problems, shipped)
+    entries = _validated(base, overlay, "models", "entry", _entry, problems, shipped)
     library = _library(base, overlay, problems, shipped)
     return Catalog(families, entries, library, tuple(problems))
 
@@ -196,37 +197,22 @@ def _merged_tables(base: dict[str, Any], overlay: dict[str, Any], key: str,
     return merged, set(user_tables)
 
 
-def _families(base: dict[str, Any], overlay: dict[str, Any], problems: list[str],
-              shipped: Path) -> dict[str, FamilyPreset]:
-    tables, user_ids = _merged_tables(base, overlay, "families", problems)
-    result: dict[str, FamilyPreset] = {}
+def _validated(base: dict[str, Any], overlay: dict[str, Any], key: str, what: str,
+               build: Callable[[str, dict[str, Any]], _T], problems: list[str],
+               shipped: Path) -> dict[str, _T]:
+    """Build each merged `[key.<id>]` table; a broken user table falls back to the shipped one."""
+    tables, user_ids = _merged_tables(base, overlay, key, problems)
+    result: dict[str, _T] = {}
     for ident, table in tables.items():
         try:
-            result[ident] = _family(ident, table)
+            result[ident] = build(ident, table)
         except UserError as exc:
             if ident not in user_ids:
                 raise bad_input(f"{shipped.name}: {exc.message}") from None
-            problems.append(f"user models.toml: {exc.message}; family ignored.")
-            fallback = base.get("families", {}).get(ident)
+            problems.append(f"user models.toml: {exc.message}; {what} ignored.")
+            fallback = base.get(key, {}).get(ident)
             if fallback is not None:
-                result[ident] = _family(ident, fallback)
-    return result
-
-
-def _entries(base: dict[str, Any], overlay: dict[str, Any], problems: list[str],
-             shipped: Path) -> dict[str, CatalogEntry]:
-    tables, user_ids = _merged_tables(base, overlay, "models", problems)
-    result: dict[str, CatalogEntry] = {}
-    for ident, table in tables.items():
-        try:
-            result[ident] = _entry(ident, table)
-        except UserError as exc:
-            if ident not in user_ids:
-                raise bad_input(f"{shipped.name}: {exc.message}") from None
-            problems.append(f"user models.toml: {exc.message}; entry ignored.")
-            fallback = base.get("models", {}).get(ident)
-            if fallback is not None:
-                result[ident] = _entry(ident, fallback)
+                result[ident] = build(ident, fallback)
     return result
 
 
