@@ -224,7 +224,8 @@ class LibraryPanel(QWidget):
         self.convert_button.setVisible(item is not None and needs_conversion(item))
         thumb = item is not None and item.has_thumbnail and self.state.thumbnail(item.path)
         self.details.show_item(item, thumb or None)
-        if item is None:
+        if item is None:  # an empty list has its own hint; "select a model" would be noise
+            self.details.hint.setVisible(self.model.rowCount() > 0)
             return
         usable = item.kind == "checkpoint" and item.status == "ok" and not needs_conversion(item)
         self.use_button.setEnabled(usable)

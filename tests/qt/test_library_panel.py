@@ -361,8 +361,15 @@ def test_empty_library_explains_how_to_add_models(qtbot: QtBot) -> None:
     try:
         assert widget.model.rowCount() == 0
         assert widget.empty_hint.isVisible() and "Add a checkpoint" in widget.empty_hint.text()
-        assert widget.details.hint.isVisible() and not widget.details.box.isVisible()
+        assert not widget.details.hint.isVisible() and not widget.details.box.isVisible()
         widget.search_edit.setText("dream")
         assert "match" in widget.empty_hint.text()
     finally:
         state.close()
+
+
+def test_details_ask_for_a_selection_until_a_model_is_picked(
+        panel: LibraryPanel, models: Path) -> None:
+    assert panel.details.hint.isVisible() and not panel.details.box.isVisible()
+    _select(panel, models, "models/Stable-diffusion/dreamy.safetensors")
+    assert panel.details.box.isVisible() and not panel.details.hint.isVisible()
