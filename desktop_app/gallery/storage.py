@@ -54,7 +54,15 @@ def new_image_path(seed: int, root: Path | None = None, when: datetime | None = 
     """
     folder = day_dir(root, when)
     folder.mkdir(parents=True, exist_ok=True)
-    number = _next_number(folder)
+    return reserve_numbered(folder, seed, _next_number(folder))
+
+
+def reserve_numbered(folder: Path, seed: int, number: int) -> Path:
+    """Reserve and return the first free `folder/NNNNN-<seed>.png` from `number` upwards.
+
+    Free means neither the image nor its reservation marker exists; the marker is created
+    exclusively (O_EXCL), so concurrent callers never get the same name. `folder` must exist.
+    """
     for _ in range(MAX_ATTEMPTS):
         path = folder / f"{number:05d}-{seed}.png"
         if not path.exists():

@@ -287,16 +287,4 @@ def _reserve_in(folder: Path, seed: int) -> Path:
     """A fresh `NNNNN-<seed>.png` directly in `folder`, reserved like the gallery's names."""
     folder.mkdir(parents=True, exist_ok=True)
     number = 1 + sum(1 for name in os.listdir(folder) if storage.is_image_name(name))
-    for _ in range(storage.MAX_ATTEMPTS):
-        path = folder / f"{number:05d}-{seed}.png"
-        if not path.exists():
-            try:
-                fd = os.open(storage.reservation_marker(path),
-                             os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                pass
-            else:
-                os.close(fd)
-                return path
-        number += 1
-    raise OSError(f"could not find a free image name in {folder}")
+    return storage.reserve_numbered(folder, seed, number)
