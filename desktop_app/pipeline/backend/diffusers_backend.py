@@ -33,7 +33,6 @@ from desktop_app.pipeline.api import (
     GenerationRequest,
     GenerationResult,
     LoadCallback,
-    PreviewImage,
     StepCallback,
     StepUpdate,
 )
@@ -43,7 +42,7 @@ from desktop_app.pipeline.backend.loading import LoadedModel
 from desktop_app.pipeline.backend.memory import is_out_of_memory
 from desktop_app.pipeline.backend.model_cache import ModelSwitcher
 from desktop_app.pipeline.backend.noise import BatchNoise, batch_noise
-from desktop_app.pipeline.backend.previews import StepCapture
+from desktop_app.pipeline.backend.previews import StepCapture, to_preview
 from desktop_app.pipeline.backend.samplers import build_scheduler, quiet_known_warnings
 from desktop_app.pipeline.backend.text_encoding import Conditioning, encode_prompts
 
@@ -87,25 +86,19 @@ class _StepReporter:
             self._preview_at = now
         rgb = self.previewer.rgb(self.capture.preview_latents(latents))
         if rgb.device.type != "cuda":
-            return _preview_image(rgb)
+            return to_preview(rgb)
         ready, self._pending = self._pending, None
         host = rgb.to("cpu", non_blocking=True)
         event: Any = torch.cuda.Event()  # type: ignore[no-untyped-call]
         event.record()
         if last:
             event.synchronize()
-            return _preview_image(host)
+            return to_preview(host)
         self._pending = (host, event)
         if ready is None:
             return None
         ready[1].synchronize()
-        return _preview_image(ready[0])
-
-
-def _preview_image(rgb: torch.Tensor) -> PreviewImage:
-    array = rgb.contiguous().numpy()
-    return PreviewImage(width=int(array.shape[1]), height=int(array.shape[0]),
-                        rgb=array.tobytes())
+        return to_preview(ready[0])
 
 
 def _translate(exc: BaseException) -> UserError:

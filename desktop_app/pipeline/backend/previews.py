@@ -86,7 +86,7 @@ def _x0_of(out: Any, scheduler: Any) -> torch.Tensor | None:
     return None
 
 
-def _to_preview(rgb: torch.Tensor) -> PreviewImage:
+def to_preview(rgb: torch.Tensor) -> PreviewImage:
     """(H, W, 3) uint8 tensor → PreviewImage (copied to host memory)."""
     array = rgb.contiguous().cpu().numpy()
     height, width = int(array.shape[0]), int(array.shape[1])
@@ -115,7 +115,7 @@ class LinearPreviewer:
         return ((mapped + 1.0) * 127.5).clamp(0, 255).to(torch.uint8)
 
     def __call__(self, latent: torch.Tensor) -> PreviewImage:
-        return _to_preview(self.rgb(latent))
+        return to_preview(self.rgb(latent))
 
 
 class TaesdPreviewer:
@@ -135,7 +135,7 @@ class TaesdPreviewer:
         return ((image.float() + 1.0) * 127.5).clamp(0, 255).to(torch.uint8).movedim(0, -1)
 
     def __call__(self, latent: torch.Tensor) -> PreviewImage:
-        return _to_preview(self.rgb(latent))
+        return to_preview(self.rgb(latent))
 
 
 def taesd_dir() -> Path:
