@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from desktop_app.errors import OOM_HINT, ErrorKind, UserError, friendly_error
+from desktop_app.errors import ErrorKind, UserError, friendly_error
 from desktop_app.gallery import storage
 from desktop_app.gallery.metadata import ImageMetadata, save_png
 from desktop_app.pipeline.api import (
@@ -103,12 +103,10 @@ class _StepReporter:
 
 def _translate(exc: BaseException) -> UserError:
     """A UserError for any failure during a job; out-of-memory gets its own kind and hint."""
-    name = type(exc).__name__
-    if name == "OutOfMemoryError" or "out of memory" in str(exc).lower():
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        return UserError(ErrorKind.out_of_memory, "The device ran out of memory.", OOM_HINT)
-    return friendly_error(exc)
+    error = friendly_error(exc)  # recognises out-of-memory errors (kind out_of_memory, OOM_HINT)
+    if error.kind is ErrorKind.out_of_memory and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return error
 
 
 @torch.no_grad()
