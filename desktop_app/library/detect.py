@@ -325,6 +325,35 @@ def folder_family(folder: Path) -> tuple[ModelFamily | None, str]:
     return None, f"Pipeline type {cls or '(none)'!r} is not supported."
 
 
+def folder_native_size(folder: Path) -> int | None:
+    """The image size a diffusers folder was trained at: UNet sample_size × the VAE's scale.
+
+    None when the configs do not say (e.g. a broken folder); callers fall back to the family's
+    native size. This is what makes the 64×64 demo model default to 64×64, not 512×512.
+    """
+    try:
+        unet = _read_json(folder / "unet" / "config.json")
+        vae = _read_json(folder / "vae" / "config.json")
+    except UserError:
+        return None
+    sample, blocks = unet.get("sample_size"), vae.get("block_out_channels")
+    if not isinstance(sample, int) or not isinstance(blocks, list) or not blocks:
+        return None
+    return int(sample * 2 ** (len(blocks) - 1))
+
+
+def native_size(model: str | Path) -> int | None:
+    """Default square image size for a model file or folder, without loading weights."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return folder_native_size(path)
+    try:
+        family = inspect_model_file(path).family
+    except UserError:
+        return None
+    return family.native_size if family is not None else None
+
+
 def _inspect_folder(folder: Path) -> ModelFileInfo:
     if not (folder / "model_index.json").is_file():
         return ModelFileInfo(str(folder), "unknown", None, "unsupported",

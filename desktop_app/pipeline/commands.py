@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from desktop_app import paths
 from desktop_app.errors import ErrorKind, UserError, bad_input
 from desktop_app.pipeline import api
 from desktop_app.pipeline.api import CancelToken, GenerationRequest, LoadUpdate, StepUpdate
@@ -35,8 +36,10 @@ def register(subparsers: Any) -> None:
     gen.add_argument("--steps", type=int, default=25)
     gen.add_argument("--cfg", type=float, default=7.0, help="CFG scale")
     gen.add_argument("--seed", type=int, default=api.RANDOM_SEED, help="-1 = random")
-    gen.add_argument("--width", type=int, default=512)
-    gen.add_argument("--height", type=int, default=512)
+    gen.add_argument("--width", type=int, default=None,
+                     help="multiple of 8, 64–2048 (default: the model's native size)")
+    gen.add_argument("--height", type=int, default=None,
+                     help="multiple of 8, 64–2048 (default: the model's native size)")
     gen.add_argument("--batch", type=int, default=1, help="images per pipeline call")
     gen.add_argument("--batch-count", type=int, default=1, help="number of pipeline calls")
     gen.add_argument("--clip-skip", type=int, default=1)
@@ -57,8 +60,20 @@ def register(subparsers: Any) -> None:
     samplers.set_defaults(func=run_samplers)
 
 
+def _default_size(model: str | None) -> int:
+    """The model's native size: 64 for the bundled demo model, 512 SD1, 768 SD2-v, 1024 SDXL."""
+    from desktop_app.library.detect import native_size
+
+    target = model if model is not None else paths.resource("models", "demo")
+    return native_size(target) or 512
+
+
 def request_from_args(args: argparse.Namespace) -> GenerationRequest:
     """The validated request the flags describe (raises UserError(bad_input))."""
+    if args.width is None or args.height is None:
+        size = _default_size(args.model)
+        args.width = size if args.width is None else args.width
+        args.height = size if args.height is None else args.height
     return GenerationRequest(
         prompt=args.prompt, negative_prompt=args.negative, model=args.model,
         model_config=args.model_config, vae=args.vae, sampler=args.sampler, steps=args.steps,

@@ -23,9 +23,9 @@ from desktop_app.library.store import VAE_AUTO, VAE_BAKED, LibraryItem
 from desktop_app.pipeline.api import CancelToken, ModelFamily
 from desktop_app.state.models import (
     BUILTIN_VAE,
-    DEMO_MODEL_NAME,
     ModelChoice,
     VaeChoice,
+    demo_choice,
 )
 
 log = logging.getLogger(__name__)
@@ -290,7 +290,7 @@ class LibraryModelProvider:
 
     def models(self) -> list[ModelChoice]:
         """Usable checkpoints with a known family, by name."""
-        choices = [ModelChoice(DEMO_MODEL_NAME, None, ModelFamily.sd15)] if self.include_demo \
+        choices = [demo_choice()] if self.include_demo \
             else []
         for item in self.state.items():
             if item.kind == "checkpoint" and item.status == "ok" and item.family:

@@ -66,6 +66,14 @@ def guess_family(path: Path) -> ModelFamily:
     return ModelFamily.sd15
 
 
+def demo_choice() -> ModelChoice:
+    """The bundled demo model's picker entry, with the size it was trained at (64×64)."""
+    from desktop_app.library.detect import folder_native_size
+
+    size = folder_native_size(paths.resource("models", "demo"))
+    return ModelChoice(DEMO_MODEL_NAME, None, ModelFamily.sd15, default_size=size)
+
+
 class BuiltinModelProvider:
     """The demo model plus `*.safetensors`/`*.ckpt` files in `user_models_dir()`."""
 
@@ -74,7 +82,7 @@ class BuiltinModelProvider:
 
     def models(self) -> list[ModelChoice]:
         """The demo model first, then files sorted by name."""
-        choices = [ModelChoice(DEMO_MODEL_NAME, None, ModelFamily.sd15)]
+        choices = [demo_choice()]
         folder = self._folder or user_models_dir()
         try:
             files = sorted(p for p in folder.iterdir() if p.suffix.lower() in CHECKPOINT_SUFFIXES)

@@ -31,6 +31,9 @@ from desktop_app.state.models import (
 )
 from desktop_app.state.parameters import ParametersState
 
+# The request's own defaults (width 512 …): the size a fresh sidebar starts from.
+DEFAULT_REQUEST = api.GenerationRequest(prompt="")
+
 TIPS = {
     "model": "The checkpoint that paints the image. Different models know different styles and "
              "subjects. SD 1.x models work best near 512×512, SDXL models near 1024×1024.",
@@ -94,8 +97,10 @@ class ParameterPanel(QWidget):
         super().__init__(parent)
         self.state = state
         self._provider: ModelProvider = provider or BuiltinModelProvider()
+        self._sized_for: ModelChoice | None = None
         self._build()
         self.reload_models()
+        self._follow_native_size()
         self._sync_all()
         state.value_changed.connect(self._on_state_value_changed)
         state.last_seed_changed.connect(self._on_state_last_seed_changed)
@@ -237,6 +242,30 @@ class ParameterPanel(QWidget):
         if choice is not None:
             self.state.set_value("model", choice.path)
         self._fill_presets()
+        self._follow_native_size()
+
+    def _follow_native_size(self) -> None:
+        """Switch to the new model's native size unless the person picked another size.
+
+        The size counts as untouched when it is still the previous model's native size (or,
+        before any model was chosen, the request's default): so the 64×64 demo model starts at
+        64×64 and picking an SDXL checkpoint afterwards moves to 1024×1024.
+        """
+        choice = self.current_model()
+        if choice is None:
+            return
+        previous, self._sized_for = self._sized_for, choice
+        before = previous.native_size if previous is not None else DEFAULT_REQUEST.width
+        size = (self.state.value("width"), self.state.value("height"))
+        if size == (before, before) and size != (choice.native_size, choice.native_size):
+            self._set_size(choice.native_size, choice.native_size)
+
+    def _set_size(self, width: int, height: int) -> None:
+        locked = self.state.value("aspect_locked")
+        self.state.set_value("aspect_locked", False)  # a preset sets both sides as given
+        self.state.set_value("width", width)
+        self.state.set_value("height", height)
+        self.state.set_value("aspect_locked", locked)
 
     def _fill_presets(self) -> None:
         choice = self.current_model()
@@ -250,13 +279,8 @@ class ParameterPanel(QWidget):
 
     def _on_size_preset_activated(self, index: int) -> None:
         size = self.size_preset_combo.itemData(index)
-        if size is None:
-            return
-        locked = self.state.value("aspect_locked")
-        self.state.set_value("aspect_locked", False)  # a preset sets both sides as given
-        self.state.set_value("width", size[0])
-        self.state.set_value("height", size[1])
-        self.state.set_value("aspect_locked", locked)
+        if size is not None:
+            self._set_size(size[0], size[1])
 
     def _on_seed_edit_edited(self, text: str) -> None:
         text = text.strip()

@@ -107,3 +107,11 @@ def test_cli_generate_without_model_uses_the_demo_model(tmp_path: Path,
     assert meta is not None and meta.model_name == "demo"
     image = np.asarray(Image.open(target).convert("RGB"), dtype=np.float32)
     assert share_near(image, "red") > 0.05 and share_near(border(image), "white") > 0.8
+
+
+def test_cli_without_a_size_uses_the_demo_models_native_64px(tmp_path: Path) -> None:
+    target = tmp_path / "native.png"
+    assert cli.main(["generate", "a small blue star in the top left, yellow background",
+                     "--steps", "2", "--seed", "1", "--out", str(target)]) == 0
+    with Image.open(target) as image:
+        assert image.size == (64, 64)

@@ -130,3 +130,21 @@ def test_a_restored_model_the_provider_does_not_list_is_offered(panel: Parameter
     choice = panel.current_model()
     assert choice is not None and choice.path == "/elsewhere/anime_xl.safetensors"
     assert choice.family is ModelFamily.sdxl and _request(panel).model == choice.path
+
+
+def test_a_fresh_sidebar_starts_at_the_demo_models_native_size_and_follows_the_model(
+        qtbot: QtBot) -> None:
+    state = ParametersState()
+    panel = ParameterPanel(state, BuiltinModelProvider(Path("/nonexistent")))
+    qtbot.addWidget(panel)
+    assert (state.value("width"), state.value("height")) == (64, 64)  # the bundled demo model
+    panel = ParameterPanel(state, ListProvider())
+    qtbot.addWidget(panel)
+    state.set_value("width", 96)  # a size the person chose is kept on a model switch
+    panel.model_combo.setCurrentIndex(1)
+    assert (state.value("width"), state.value("height")) == (96, 64)
+    state.set_value("width", 512)
+    state.set_value("height", 512)
+    panel.model_combo.setCurrentIndex(0)
+    panel.model_combo.setCurrentIndex(1)  # untouched native size → the SDXL model's own
+    assert (state.value("width"), state.value("height")) == (1024, 1024)
