@@ -38,7 +38,8 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _fsync_file(path: Path) -> None:
+def fsync_file(path: Path) -> None:
+    """Flush a file's data to disk (before it is renamed into place)."""
     # Write access: Windows' fsync (_commit) refuses read-only descriptors.
     fd = os.open(path, os.O_RDWR | getattr(os, "O_BINARY", 0))
     try:
@@ -74,7 +75,7 @@ def atomic_path(target: Path, *, suffix: str = TEMP_SUFFIX, durable: bool = True
     try:
         yield tmp
         if durable:
-            _fsync_file(tmp)
+            fsync_file(tmp)
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -29,4 +29,18 @@ def app_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    _point_send2trash_at(tmp_path / "xdg-data", monkeypatch)
     return home
+
+
+def _point_send2trash_at(data_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """send2trash reads XDG_DATA_HOME once, at import: follow each test's folder explicitly."""
+    import sys
+
+    plat = sys.modules.get("send2trash.plat_other")
+    if plat is None:
+        return
+    trash = os.fsencode(data_home / "Trash")
+    monkeypatch.setattr(plat, "XDG_DATA_HOME", os.fsencode(data_home))
+    monkeypatch.setattr(plat, "HOMETRASH_B", trash)
+    monkeypatch.setattr(plat, "HOMETRASH", os.fsdecode(trash))

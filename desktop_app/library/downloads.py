@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from desktop_app.errors import ErrorKind, UserError, bad_input
+from desktop_app.fileio import fsync_dir, fsync_file
 from desktop_app.library.catalog import Catalog
 
 CHUNK = 1 << 20
@@ -353,7 +354,11 @@ def _finish(part: Path, sidecar: Path, dest: Path, source: DownloadSource, expec
     if dest.exists():
         _discard(part, sidecar)
         return _existing(dest, source)
+    # Durable before it becomes visible: a power cut must not leave a truncated model that the
+    # library would trust (its hash was checked on the bytes we received, not on the disk).
+    fsync_file(part)
     os.replace(part, dest)
+    fsync_dir(dest.parent)
     sidecar.unlink(missing_ok=True)
     return dest
 

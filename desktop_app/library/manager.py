@@ -76,7 +76,8 @@ class Library:
         from desktop_app.library.scan import _inspect_default, scanned_from_info
 
         if not path.exists():
-            raise UserError(ErrorKind.missing_file, f"File not found: {path}")
+            raise UserError(ErrorKind.missing_file, f"File not found: {path}",
+                          "It was moved or deleted outside the app; rescan the library.")
         kind = scanned_from_info(_inspect_default(path), 0, 0, None).kind
         return kind if kind in self.catalog.library.subfolders else "checkpoint"
 
@@ -125,7 +126,8 @@ class Library:
 
         target = Path(path)
         if not target.exists():
-            raise UserError(ErrorKind.missing_file, f"File not found: {path}")
+            raise UserError(ErrorKind.missing_file, f"File not found: {path}",
+                          "It was moved or deleted outside the app; rescan the library.")
         send2trash(str(target))
         self.store.delete_rows([path])
 
