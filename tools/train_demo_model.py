@@ -55,7 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--vae-steps", type=int, default=4000)
     p.add_argument("--vae-batch", type=int, default=8)
     p.add_argument("--pool", type=int, default=6000, help="rendered images encoded for stage 3")
-    p.add_argument("--unet-steps", type=int, default=2500)
+    p.add_argument("--unet-steps", type=int, default=4500)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=6e-4)
     p.add_argument("--checkpoint-every", type=int, default=250)

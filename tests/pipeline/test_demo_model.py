@@ -75,7 +75,9 @@ def test_prompt_gives_the_asked_colours(backend: DiffusersBackend) -> None:
     image = pixels(generate(backend, "a big red square in the centre on a white background"))
     assert share_near(image, "red") > 0.10  # a big shape: 25-35 % of the image
     assert share_near(border(image), "white") > 0.8
-    assert share_near(image, "white") > 0.4
+    # The picture is the asked two colours: a big red square (~35 %) on white, little else.
+    assert share_near(image, "white") > 0.3
+    assert share_near(image, "red") + share_near(image, "white") > 0.7
 
 
 def test_background_follows_the_prompt(backend: DiffusersBackend) -> None:
