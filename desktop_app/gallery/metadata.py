@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from desktop_app import APP_NAME, __version__, fileio
+from desktop_app.library.hashing import short_hash
 from desktop_app.pipeline.api import GenerationRequest, join_sampler_name, split_sampler_name
 
 if TYPE_CHECKING:
@@ -237,9 +238,9 @@ def a1111_pairs(meta: ImageMetadata) -> list[tuple[str, str]]:
         ("CFG scale", _number(meta.cfg_scale) if meta.cfg_scale is not None else None),
         ("Seed", meta.seed),
         ("Size", meta.size or None),
-        ("Model hash", meta.model_hash[:10] or None),
+        ("Model hash", short_hash(meta.model_hash) or None),
         ("Model", meta.model_name or None),
-        ("VAE hash", meta.vae_hash[:10] or None),
+        ("VAE hash", short_hash(meta.vae_hash) or None),
         ("VAE", meta.vae_name or None),
         ("Variation seed", meta.variation_seed if has_variation else None),
         ("Variation seed strength",

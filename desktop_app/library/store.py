@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from desktop_app import paths, sqlite_util
+from desktop_app.library.hashing import short_hash
 
 DB_NAME = "library.sqlite3"
 SCHEMA_VERSION = 1
@@ -78,7 +79,7 @@ class LibraryItem:
     @property
     def short_hash(self) -> str | None:
         """A1111's "Model hash" / Civitai AutoV2: the first 10 hex digits of the sha256."""
-        return self.sha256[:10] if self.sha256 else None
+        return short_hash(self.sha256) if self.sha256 else None
 
     def to_json(self) -> dict[str, object]:
         """The `models list --json` object."""
