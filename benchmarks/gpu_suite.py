@@ -278,11 +278,24 @@ def alternate(suite: Suite, runner: Runner, label: str, repeats: int) -> dict[st
             if round_ == 0:
                 images[kind] = image
     suite.cases += [raw, ours]
+    save_partial(suite)
     ratio = ours.its / raw.its
     ours.extra["ratio_vs_raw"] = round(ratio, 4)
     print(f"   {label}: raw {raw.its:.2f} it/s, engine {ours.its:.2f} it/s, "
           f"engine/raw {ratio:.3f}", flush=True)
     return images
+
+
+def guarded(suite: Suite, phase: str, fn: Any, *args: Any) -> None:
+    """Run one phase; a failure is recorded (and printed) and the suite goes on."""
+    import traceback
+
+    try:
+        fn(*args)
+    except Exception as exc:  # one broken phase must not lose the others
+        traceback.print_exc()
+        suite.notes.append(f"{phase} FAILED: {type(exc).__name__}: {exc}"[:400])
+    save_partial(suite)
 
 
 def run_family(suite: Suite, family: str, tmp: Path) -> None:
@@ -305,10 +318,11 @@ def run_family(suite: Suite, family: str, tmp: Path) -> None:
     print(f"== {family}: {runner.size}² {runner.steps} steps CFG 7.5", flush=True)
     eager = alternate(suite, runner, "eager", args.repeats)
     if not args.skip_fast and suite.allow(f"{family} fast mode", args.fast_need_s[family]):
-        run_fast(suite, runner, eager)
+        guarded(suite, f"{family} fast mode", run_fast, suite, runner, eager)
     if not args.skip_lowvram and device == "cuda" and suite.allow(f"{family} low-VRAM", 60):
-        run_low_vram(suite, runner)
+        guarded(suite, f"{family} low-VRAM", run_low_vram, suite, runner)
     runner.close()
+    save_partial(suite)
 
 
 def run_fast(suite: Suite, runner: Runner, eager: dict[str, Any]) -> None:
@@ -385,6 +399,21 @@ def run_warm_cache(suite: Suite, tmp: Path) -> None:
     print(f"   second start, warm compile cache: {data}", flush=True)
 
 
+def result(suite: Suite) -> dict[str, Any]:
+    return {"benchmark": "gpu_suite", "env": environment(),
+            "tolerance": {"mean_abs": MATCH_MEAN_ABS, "psnr_db": MATCH_PSNR_DB},
+            "cases": [{**asdict(c), "median_s": round(c.median_s, 4), "its": round(c.its, 2)}
+                      for c in suite.cases],
+            "skipped": suite.skipped, "notes": suite.notes,
+            "wall_s": round(time.perf_counter() - suite.started, 1)}
+
+
+def save_partial(suite: Suite) -> None:
+    """With --json-out, the results so far: a run cut off by its time limit keeps them."""
+    if suite.args.json_out:
+        suite.args.json_out.write_text(json.dumps(result(suite), indent=1))
+
+
 def print_table(suite: Suite) -> None:
     print("\n| family | case | median s/image | it/s | peak VRAM GiB | notes |")
     print("|---|---|---|---|---|---|")
@@ -416,6 +445,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-lowvram", action="store_true")
     parser.add_argument("--skip-warm", action="store_true")
     parser.add_argument("--smoke-cpu", action="store_true", help="tiny models on the CPU")
+    parser.add_argument("--json-out", type=Path, help="also write the results here, after "
+                        "every phase")
     parser.add_argument("--warm-child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.repeats = args.repeats or (2 if args.quick or args.smoke_cpu else 3)
@@ -442,19 +473,15 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["DESKTOP_APP_HOME"] = str(tmp / "home")  # fresh compile cache: cold numbers
         for family in [f for f in args.families.split(",") if f]:
             if suite.allow(f"{family} eager", 90 if family == "sd15" else 150):
-                run_family(suite, family, tmp)
+                guarded(suite, f"{family}", run_family, suite, family, tmp)
         if not (args.skip_warm or args.skip_fast or args.smoke_cpu) and "sd15" in args.families \
                 and suite.allow("warm-cache second start", 90):
-            run_warm_cache(suite, tmp)
+            guarded(suite, "warm-cache second start", run_warm_cache, suite, tmp)
     print_table(suite)
     for note in suite.notes:
         print(f"note: {note}")
-    print(json.dumps({"benchmark": "gpu_suite", "env": environment(),
-                      "tolerance": {"mean_abs": MATCH_MEAN_ABS, "psnr_db": MATCH_PSNR_DB},
-                      "cases": [{**asdict(c), "median_s": round(c.median_s, 4),
-                                 "its": round(c.its, 2)} for c in suite.cases],
-                      "skipped": suite.skipped, "wall_s": round(time.perf_counter()
-                                                                - suite.started, 1)}))
+    save_partial(suite)
+    print(json.dumps(result(suite)))
     return 0
 
 

@@ -61,6 +61,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--checkpoint-every", type=int, default=250)
     p.add_argument("--export-only", action="store_true",
                    help="write --out from the checkpoints in --work (EMA weights) and stop")
+    p.add_argument("--stop-after", choices=("vae", "pool"),
+                   help="stop after this stage (its checkpoint stays in --work for a later run)")
+    p.add_argument("--probe", type=int, metavar="STEPS", default=0,
+                   help="time STEPS UNet training steps on random latents, print JSON, stop")
     return p.parse_args(argv)
 
 
@@ -81,7 +85,7 @@ def make_text_encoder() -> torch.nn.Module:
     from transformers import CLIPTextConfig, CLIPTextModel
 
     config = CLIPTextConfig(
-        vocab_size=49408, hidden_size=96, intermediate_size=384, num_hidden_layers=2,
+        vocab_size=49408, hidden_size=96, intermediate_size=384, num_hidden_layers=3,
         num_attention_heads=4, max_position_embeddings=77, hidden_act="quick_gelu",
         bos_token_id=49406, eos_token_id=49407, pad_token_id=49407, projection_dim=96,
     )
@@ -93,7 +97,7 @@ def make_unet() -> torch.nn.Module:
 
     return UNet2DConditionModel(
         sample_size=demo_data.IMAGE_SIZE // 8, in_channels=4, out_channels=4,
-        block_out_channels=(32, 64, 96), layers_per_block=1,
+        block_out_channels=(48, 96, 144), layers_per_block=1,
         down_block_types=("CrossAttnDownBlock2D",) * 3, up_block_types=("CrossAttnUpBlock2D",) * 3,
         cross_attention_dim=96, attention_head_dim=4, norm_num_groups=4,
     )
@@ -128,6 +132,11 @@ def shape_crop(image: torch.Tensor, box: tuple[float, ...], crop: int, rng: rand
         ox, oy = (min(limit, max(0, round((box[i] + box[i + 2]) / 2 - crop / 2
                                           + rng.uniform(-10, 10)))) for i in (0, 1))
     return image[:, oy:oy + crop, ox:ox + crop]
+
+
+def sync(args: argparse.Namespace) -> None:
+    if args.device.startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 def lr_at(step: int, total: int, base: float, warmup: int) -> float:
@@ -205,10 +214,36 @@ def encode_pool(args: argparse.Namespace, vae: torch.nn.Module, triples: list
     return scenes, lat * scale, scale
 
 
-def tokenize(tokenizer: object, captions: list[str]) -> torch.Tensor:
-    # Exactly what StableDiffusionPipeline does with a prompt (pad to 77 with <|endoftext|>).
-    return tokenizer(captions, padding="max_length", max_length=77, truncation=True,  # type: ignore[operator]
-                     return_tensors="pt").input_ids
+class Tokens:
+    """Caption -> token ids, exactly what StableDiffusionPipeline does with a prompt (pad to 77
+    with <|endoftext|>), memoised: captions repeat, and tokenizing 256 of them costs ~12 ms."""
+
+    def __init__(self, tokenizer: object) -> None:
+        self.tokenizer, self.cache = tokenizer, {}  # type: dict[str, torch.Tensor]
+
+    def __call__(self, captions: list[str]) -> torch.Tensor:
+        new = sorted({c for c in captions if c not in self.cache})
+        if new:
+            ids = self.tokenizer(new, padding="max_length", max_length=77,  # type: ignore[operator]
+                                 truncation=True, return_tensors="pt").input_ids
+            self.cache.update(zip(new, ids, strict=True))
+        return torch.stack([self.cache[c] for c in captions])
+
+
+def setup_device(args: argparse.Namespace) -> None:
+    """CUDA: deterministic kernels where torch has them (warnings name any that are not), and
+    the math attention kernel, whose backward is deterministic (the fused ones are not)."""
+    if not args.device.startswith("cuda"):
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cuda.enable_flash_sdp(False)
+    torch.backends.cuda.enable_mem_efficient_sdp(False)
+    torch.backends.cuda.enable_cudnn_sdp(False)
+    print(f"device {torch.cuda.get_device_name(args.device)}, torch {torch.__version__}",
+          flush=True)
 
 
 def train_unet(args: argparse.Namespace, scenes: list, latents: torch.Tensor) -> tuple:
@@ -216,6 +251,7 @@ def train_unet(args: argparse.Namespace, scenes: list, latents: torch.Tensor) ->
     from transformers import CLIPTokenizer
 
     tokenizer = CLIPTokenizer.from_pretrained(TOKENIZER_DIR)
+    tokenize = Tokens(tokenizer)
     unet, te = make_unet().to(args.device), make_text_encoder().to(args.device)
     params = list(unet.parameters()) + list(te.parameters())
     ema = [p.detach().clone() for p in params]
@@ -244,7 +280,7 @@ def train_unet(args: argparse.Namespace, scenes: list, latents: torch.Tensor) ->
         t = torch.randint(0, 1000, (x0.shape[0],), generator=gen)
         noise, t = noise.to(args.device), t.to(args.device)
         xt = noise_sched.add_noise(x0, noise, t)
-        cond = te(tokenize(tokenizer, caps).to(args.device))[0]
+        cond = te(tokenize(caps).to(args.device))[0]
         pred = unet(xt, t, cond).sample
         snr = snr_all[t]
         weight = torch.clamp(snr, max=5.0) / snr
@@ -257,12 +293,20 @@ def train_unet(args: argparse.Namespace, scenes: list, latents: torch.Tensor) ->
         opt.step()
         decay = min(0.995, (1 + step) / (10 + step))
         with torch.no_grad():
-            for e, p in zip(ema, params, strict=True):
-                e.mul_(decay).add_(p.detach(), alpha=1 - decay)
+            torch._foreach_mul_(ema, decay)
+            torch._foreach_add_(ema, [p.detach() for p in params], alpha=1 - decay)
         avg = loss.item() if avg is None else 0.99 * avg + 0.01 * loss.item()
         if (step + 1) % 50 == 0:
             print(f"unet step {step + 1}/{args.unet_steps} loss {avg:.4f} "
                   f"{time.time() - t0:.0f}s", flush=True)
+        if args.probe and step + 1 == start + 10:
+            sync(args)
+            probe_t0 = time.perf_counter()
+        if args.probe and step + 1 == start + args.probe:
+            sync(args)
+            per_step = (time.perf_counter() - probe_t0) / (args.probe - 10)
+            print(json.dumps({"probe_s_per_step": round(per_step, 5), "batch": args.batch}))
+            raise SystemExit(0)
         if (step + 1) % args.checkpoint_every == 0 or step + 1 == args.unet_steps:
             save_checkpoint(ckpt, unet=unet.state_dict(), te=te.state_dict(),
                             opt=opt.state_dict(), ema=ema, step=step + 1, loss=avg)
@@ -316,12 +360,27 @@ def main(argv: list[str] | None = None) -> int:
     triples = demo_data.train_triples()
     if args.export_only:
         return export_checkpoint(args)
+    setup_device(args)
+    if args.probe:
+        if args.probe <= 10:
+            raise SystemExit("--probe needs more than 10 steps (10 warm-up steps are not timed)")
+        args.unet_steps = max(args.unet_steps, args.probe + 1)
+        rng = random.Random(1)
+        scenes = [demo_data.random_scene(rng, triples) for _ in range(512)]
+        args.work = args.work / "probe"
+        shutil.rmtree(args.work, ignore_errors=True)
+        args.work.mkdir(parents=True)
+        train_unet(args, scenes, torch.randn(len(scenes), 4, *(2 * [demo_data.IMAGE_SIZE // 8])))
     t0 = time.time()
     vae = train_vae(args, triples)
+    if args.stop_after == "vae":
+        return 0
     for p in vae.parameters():
         p.requires_grad_(False)
     t1 = time.time()
     scenes, latents, scale = encode_pool(args, vae, triples)
+    if args.stop_after == "pool":
+        return 0
     t2 = time.time()
     unet, te, tokenizer = train_unet(args, scenes, latents)
     t3 = time.time()
