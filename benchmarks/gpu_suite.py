@@ -445,13 +445,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-lowvram", action="store_true")
     parser.add_argument("--skip-warm", action="store_true")
     parser.add_argument("--smoke-cpu", action="store_true", help="tiny models on the CPU")
+    parser.add_argument("--fast-need-s", type=float, help="seconds a fast-mode phase is "
+                        "assumed to need (default: 150 SD1.5, 240 SDXL)")
     parser.add_argument("--json-out", type=Path, help="also write the results here, after "
                         "every phase")
     parser.add_argument("--warm-child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.repeats = args.repeats or (2 if args.quick or args.smoke_cpu else 3)
     args.budget_s = args.budget_s or (540.0 if args.quick else 1800.0)
-    args.fast_need_s = {"sd15": 150.0, "sdxl": 240.0}
+    args.fast_need_s = {"sd15": args.fast_need_s or 150.0, "sdxl": args.fast_need_s or 240.0}
     return args
 
 

@@ -63,6 +63,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="write --out from the checkpoints in --work (EMA weights) and stop")
     p.add_argument("--stop-after", choices=("vae", "pool"),
                    help="stop after this stage (its checkpoint stays in --work for a later run)")
+    p.add_argument("--fast-kernels", action="store_true",
+                   help="CUDA: let torch pick its fastest kernels (not bit-reproducible)")
     p.add_argument("--probe", type=int, metavar="STEPS", default=0,
                    help="time STEPS UNet training steps on random latents, print JSON, stop")
     return p.parse_args(argv)
@@ -235,6 +237,11 @@ def setup_device(args: argparse.Namespace) -> None:
     the math attention kernel, whose backward is deterministic (the fused ones are not)."""
     if not args.device.startswith("cuda"):
         return
+    print(f"device {torch.cuda.get_device_name(args.device)}, torch {torch.__version__}, "
+          f"{'fast' if args.fast_kernels else 'deterministic'} kernels", flush=True)
+    if args.fast_kernels:
+        torch.backends.cudnn.benchmark = True
+        return
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True
@@ -242,8 +249,6 @@ def setup_device(args: argparse.Namespace) -> None:
     torch.backends.cuda.enable_flash_sdp(False)
     torch.backends.cuda.enable_mem_efficient_sdp(False)
     torch.backends.cuda.enable_cudnn_sdp(False)
-    print(f"device {torch.cuda.get_device_name(args.device)}, torch {torch.__version__}",
-          flush=True)
 
 
 def train_unet(args: argparse.Namespace, scenes: list, latents: torch.Tensor) -> tuple:
@@ -305,7 +310,8 @@ def train_unet(args: argparse.Namespace, scenes: list, latents: torch.Tensor) ->
         if args.probe and step + 1 == start + args.probe:
             sync(args)
             per_step = (time.perf_counter() - probe_t0) / (args.probe - 10)
-            print(json.dumps({"probe_s_per_step": round(per_step, 5), "batch": args.batch}))
+            print(json.dumps({"probe_s_per_step": round(per_step, 5), "batch": args.batch,
+                              "fast_kernels": args.fast_kernels}))
             raise SystemExit(0)
         if (step + 1) % args.checkpoint_every == 0 or step + 1 == args.unet_steps:
             save_checkpoint(ckpt, unet=unet.state_dict(), te=te.state_dict(),
