@@ -322,8 +322,26 @@ def train_unet(args: argparse.Namespace, scenes: list, latents: torch.Tensor) ->
     return unet.eval(), te.eval(), tokenizer
 
 
+def fit_preview_map(scenes: list, latents: torch.Tensor, count: int = 2000) -> dict:
+    """Least-squares latent -> RGB map (4 factors + bias per colour) for the engine's cheap
+    per-step previews: scaled latents of the pool against their images averaged to 1/8 size."""
+    count = min(count, len(scenes))
+    images = F.avg_pool2d(to_tensor([demo_data.render(s) for s in scenes[:count]]), 8)
+    x = latents[:count].float().permute(0, 2, 3, 1).reshape(-1, 4).double()
+    y = images.permute(0, 2, 3, 1).reshape(-1, 3).double()
+    solution = torch.linalg.lstsq(torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], 1), y)
+    coef = solution.solution  # (5, 3): four channel rows, then the bias row
+    fitted = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], 1) @ coef
+    rms = float(((fitted - y) ** 2).mean().sqrt())
+    print(f"preview map: rms error {rms:.3f} (RGB in -1..1)", flush=True)
+    return {"factors": [[round(float(v), 4) for v in row] for row in coef[:4]],
+            "bias": [round(float(v), 4) for v in coef[4]], "fit_rms": round(rms, 4),
+            "source": "tools/train_demo_model.py fit_preview_map"}
+
+
 def save_pipeline(args: argparse.Namespace, vae: torch.nn.Module, unet: torch.nn.Module,
-                  te: torch.nn.Module, tokenizer: object, scale: float) -> None:
+                  te: torch.nn.Module, tokenizer: object, scale: float,
+                  preview_map: dict) -> None:
     from diffusers import StableDiffusionPipeline
 
     vae.register_to_config(scaling_factor=round(scale, 5))
@@ -338,6 +356,8 @@ def save_pipeline(args: argparse.Namespace, vae: torch.nn.Module, unet: torch.nn
     # The tokenizer is the project's CLIP tokenizer, byte for byte.
     shutil.rmtree(args.out / "tokenizer")
     shutil.copytree(TOKENIZER_DIR, args.out / "tokenizer")
+    # The engine's linear previews for this VAE (desktop_app/pipeline/backend/previews.py).
+    (args.out / "latent_preview.json").write_text(json.dumps(preview_map, indent=1) + "\n")
 
 
 def export_checkpoint(args: argparse.Namespace) -> int:
@@ -351,9 +371,10 @@ def export_checkpoint(args: argparse.Namespace) -> int:
     with torch.no_grad():
         for e, p in zip(state["ema"], params, strict=True):
             p.copy_(e)
-    scale = torch.load(args.work / "pool.pt", weights_only=False)["scale"]
+    pool = torch.load(args.work / "pool.pt", weights_only=False)  # our own file (Scene objects)
     save_pipeline(args, vae.eval(), unet.eval(), te.eval(),
-                  CLIPTokenizer.from_pretrained(TOKENIZER_DIR), scale)
+                  CLIPTokenizer.from_pretrained(TOKENIZER_DIR), pool["scale"],
+                  fit_preview_map(pool["scenes"], pool["latents"]))
     print(f"exported step {state['step']} (loss {state['loss']:.4f}) to {args.out}")
     return 0
 
@@ -390,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     t2 = time.time()
     unet, te, tokenizer = train_unet(args, scenes, latents)
     t3 = time.time()
-    save_pipeline(args, vae, unet, te, tokenizer, scale)
+    save_pipeline(args, vae, unet, te, tokenizer, scale, fit_preview_map(scenes, latents))
     vae_loss = torch.load(args.work / "vae.pt")["loss"]
     unet_loss = torch.load(args.work / "unet.pt")["loss"]
     summary = {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -268,6 +270,43 @@ def test_taesd_previews_are_full_size(sd15: dict[str, Any], tmp_path: Path) -> N
     _, updates = run(backend, request(**sd15))
     assert updates[-1].preview is not None
     assert (updates[-1].preview.width, updates[-1].preview.height) == (SIZE, SIZE)
+
+
+def _folder_with_preview_map(tiny_sd15_dir: Path, tmp_path: Path, text: str) -> Path:
+    folder = tmp_path / "own-vae-model"
+    shutil.copytree(tiny_sd15_dir, folder)
+    (folder / "latent_preview.json").write_text(text, encoding="utf-8")
+    return folder
+
+
+def test_a_models_own_preview_map_wins_over_the_standard_map_and_taesd(
+        tiny_sd15_dir: Path, tmp_path: Path) -> None:
+    from diffusers import AutoencoderTiny
+
+    AutoencoderTiny(encoder_block_out_channels=(8, 8, 8, 8),
+                    decoder_block_out_channels=(8, 8, 8, 8), num_encoder_blocks=(1, 1, 1, 1),
+                    num_decoder_blocks=(1, 1, 1, 1)).save_pretrained(str(tmp_path / "taesd"))
+    # All-zero factors and a red bias: every preview pixel must come out pure red.
+    folder = _folder_with_preview_map(tiny_sd15_dir, tmp_path, json.dumps(
+        {"factors": [[0, 0, 0]] * 4, "bias": [1, -1, -1]}))
+    backend = DiffusersBackend(tmp_path / "img", taesd_folder=tmp_path)
+    _, updates = run(backend, request(folder, steps=2))
+    for update in updates:
+        assert update.preview is not None
+        assert (update.preview.width, update.preview.height) == (SIZE // 8, SIZE // 8)
+        assert update.preview.rgb == bytes((255, 0, 0)) * (SIZE // 8) ** 2
+
+
+@pytest.mark.parametrize("text", ["{not json", '{"factors": [[1, 2]], "bias": [0, 0, 0]}',
+                                  '{"bias": [0, 0, 0]}'])
+def test_a_broken_preview_map_falls_back_to_the_standard_map(
+        tiny_sd15_dir: Path, tmp_path: Path, text: str, caplog: pytest.LogCaptureFixture) -> None:
+    folder = _folder_with_preview_map(tiny_sd15_dir, tmp_path, text)
+    result, updates = run(DiffusersBackend(tmp_path / "img"), request(folder, steps=2))
+    assert len(result.images) == 1
+    assert all(u.preview is not None and u.preview.rgb != bytes((255, 0, 0)) * (SIZE // 8) ** 2
+               for u in updates)
+    assert "latent_preview.json" in caplog.text and "standard map" in caplog.text
 
 
 def test_taesd_original_decoder_file_loads_with_shifted_layer_indices(tmp_path: Path) -> None:

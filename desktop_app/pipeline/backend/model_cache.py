@@ -256,9 +256,17 @@ class ModelSwitcher:
     def _previewer(self, loaded: Any) -> Any:
         if not self.previews:
             return None
-        from desktop_app.pipeline.backend.previews import make_previewer
+        from desktop_app.pipeline.backend.previews import (
+            LinearPreviewer,
+            make_previewer,
+            model_linear_map,
+        )
 
         is_xl = getattr(loaded.pipe, "text_encoder_2", None) is not None
+        # The model's own map fits only its own VAE (not one swapped in from the library).
+        own_map = None if loaded.vae_name else model_linear_map(loaded.path)
+        if own_map is not None:
+            return LinearPreviewer(is_xl, own_map)
         if is_xl not in self._previewers:
             self._previewers[is_xl] = make_previewer(is_xl, self.taesd_folder)
         return self._previewers[is_xl]

@@ -5,6 +5,9 @@ Two decoders:
   1/8 resolution. Factors are numeric facts (fitted regression coefficients) published in
   ComfyUI's `comfy/latent_formats.py` (classes SD15 — also used for SD2 — and SDXL, with the
   SDXL bias), applied to latents in the model's scaled space, then (rgb + 1) / 2 → 0..255.
+  A diffusers folder whose VAE has its own latent space (the bundled demo model) ships its own
+  fitted map as `latent_preview.json` ({"factors": 4 rows of R, G, B, "bias": [R, G, B]}); it
+  wins over TAESD too, which only knows the SD VAEs' latents.
 - `TaesdPreviewer`: TAESD (`AutoencoderTiny`, madebyollin/taesd, MIT) when its weights are
   present: full-resolution previews for about a tenth of a UNet step. Weights are looked up in
   `data_dir()/models/taesd/` (a diffusers folder `taesd/` / `taesdxl/`, or the original
@@ -19,6 +22,7 @@ previews show the noisy latents.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -93,12 +97,35 @@ def to_preview(rgb: torch.Tensor) -> PreviewImage:
     return PreviewImage(width=width, height=height, rgb=array.tobytes())
 
 
+PREVIEW_MAP_FILE = "latent_preview.json"
+LinearMap = tuple[tuple[tuple[float, ...], ...], tuple[float, ...]]
+
+
+def model_linear_map(folder: str | Path) -> LinearMap | None:
+    """The model folder's own latent→RGB map, or None (absent, or unreadable: logged)."""
+    file = Path(folder) / PREVIEW_MAP_FILE
+    if not file.is_file():
+        return None
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+        factors = tuple(tuple(float(v) for v in row) for row in data["factors"])
+        bias = tuple(float(v) for v in data["bias"])
+        if len(factors) != 4 or any(len(row) != 3 for row in factors) or len(bias) != 3:
+            raise ValueError("expected 4 rows of 3 factors and 3 bias values")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log.warning("Ignoring %s (%s); previews use the standard map", file, exc)
+        return None
+    return factors, bias
+
+
 class LinearPreviewer:
     """Latent → RGB with a fitted linear map (1/8 resolution)."""
 
-    def __init__(self, is_xl: bool) -> None:
-        factors = SDXL_RGB_FACTORS if is_xl else SD15_RGB_FACTORS
-        bias = SDXL_RGB_BIAS if is_xl else SD15_RGB_BIAS
+    def __init__(self, is_xl: bool, linear_map: LinearMap | None = None) -> None:
+        factors: tuple[tuple[float, ...], ...] = SDXL_RGB_FACTORS if is_xl else SD15_RGB_FACTORS
+        bias: tuple[float, ...] = SDXL_RGB_BIAS if is_xl else SD15_RGB_BIAS
+        if linear_map is not None:
+            factors, bias = linear_map
         self._weight = torch.tensor(factors, dtype=torch.float32).T  # (3, 4)
         self._bias = torch.tensor(bias, dtype=torch.float32)
         self._device: torch.device | None = None
