@@ -171,6 +171,7 @@ def attach_panels(window: MainWindow, controller: GenerationController) -> None:
     Gallery: finished jobs appear in it; "Use these parameters" fills the sidebar. Library:
     its models fill the pickers; "Use" selects a model (and its VAE).
     """
+    from desktop_app.errors import UserError
     from desktop_app.state.library_state import LibraryModelProvider, LibraryState
     from desktop_app.ui.gallery_panel import GalleryPanel
     from desktop_app.ui.library_panel import LibraryPanel
@@ -182,14 +183,18 @@ def attach_panels(window: MainWindow, controller: GenerationController) -> None:
     gallery.parameters_restored.connect(window.restore_parameters)
     gallery.restore_warning.connect(lambda text: status.showMessage(text, 10_000))
     gallery.message_posted.connect(lambda text: status.showMessage(text, 5000))
-    library = LibraryState()
+    window.add_close_hook(gallery.shutdown)
+    try:
+        library = LibraryState()
+    except UserError as error:  # e.g. a library written by a newer version: say so, go on
+        window.error_bar.show_error(error)
+        return
     library_panel = LibraryPanel(library)
     window.add_panel("Library", library_panel)
     window.set_model_provider(LibraryModelProvider(library))
     library_panel.library_changed.connect(window.panel.reload_models)
     library_panel.model_used.connect(lambda model, vae: window.restore_parameters(
         {"model": model or None, "vae": vae or None}))
-    window.add_close_hook(gallery.shutdown)
     window.add_close_hook(library.close)
 
 

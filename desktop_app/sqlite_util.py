@@ -29,6 +29,14 @@ def connect(path: Path, *, timeout: float = 5.0) -> sqlite3.Connection:
     return conn
 
 
+def is_corruption(exc: sqlite3.Error) -> bool:
+    """Whether an error means the file is damaged or not ours (rather than locked, read-only
+    or full): only then may a rebuildable database be set aside and started afresh."""
+    text = str(exc).lower()
+    return any(word in text for word in ("malformed", "not a database", "no such table",
+                                         "no such column", "corrupt"))
+
+
 @contextmanager
 def transaction(conn: sqlite3.Connection, begin: str = "BEGIN") -> Iterator[sqlite3.Connection]:
     """Run the block in one transaction: COMMIT when it succeeds, ROLLBACK when it raises.

@@ -130,12 +130,6 @@ class _StaleIndex(Exception):
     """The index file was written by another schema version."""
 
 
-def _is_corruption(exc: sqlite3.Error) -> bool:
-    text = str(exc).lower()
-    return any(word in text for word in ("malformed", "not a database", "no such table",
-                                         "no such column", "corrupt"))
-
-
 def _cannot_open(path: Path, exc: BaseException) -> UserError:
     return UserError(ErrorKind.runtime, f"Cannot open the gallery index {path}: {exc}",
                      "Check that the app's data folder is writable and not full; images "
@@ -191,7 +185,7 @@ class GalleryIndex:
         try:
             return self._connect()
         except sqlite3.OperationalError as exc:
-            if not _is_corruption(exc):  # locked, read-only, disk full: not ours to delete
+            if not sqlite_util.is_corruption(exc):  # locked, read-only, full: not ours to delete
                 raise _cannot_open(self.db_path, exc) from exc
             failure: Exception = exc
         except (sqlite3.DatabaseError, _StaleIndex) as exc:

@@ -11,6 +11,8 @@ thread can share a store.
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
 import threading
 import time
@@ -20,7 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from desktop_app import paths, sqlite_util
+from desktop_app.errors import ErrorKind, UserError
 from desktop_app.library.hashing import short_hash
+
+log = logging.getLogger(__name__)
 
 DB_NAME = "library.sqlite3"
 SCHEMA_VERSION = 1
@@ -111,10 +116,45 @@ class LibraryStore:
         self.path = path or paths.data_dir() / DB_NAME
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._db = sqlite_util.connect(self.path)
-        with self._lock:
-            self._db.executescript(_SCHEMA)
-            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        self._db = self._open()
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite_util.connect(self.path)
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise UserError(
+                    ErrorKind.unsupported,
+                    f"The model library {self.path} was written by a newer version of "
+                    f"desktop_app (library schema {version}; this version reads "
+                    f"{SCHEMA_VERSION}).",
+                    "Update desktop_app, or move that file aside to start an empty library "
+                    "(your model files are not touched).")
+            db.executescript(_SCHEMA)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _open(self) -> sqlite3.Connection:
+        """Open the index; a damaged file is kept aside (it holds the user's choices) and a
+        fresh index starts, since every other row is rebuilt by the next scan."""
+        try:
+            return self._connect()
+        except sqlite3.DatabaseError as exc:
+            if not sqlite_util.is_corruption(exc):  # locked, read-only, full: not ours to move
+                raise UserError(ErrorKind.runtime,
+                                f"Cannot open the model library {self.path}: {exc}",
+                                "Check that the app's data folder is writable and not full; "
+                                "your model files are not touched.") from exc
+            aside = self.path.with_name(f"{self.path.name}.damaged-{int(time.time())}")
+            os.replace(self.path, aside)
+            for suffix in ("-wal", "-shm"):
+                Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+            log.warning("model library %s unreadable (%s); kept it as %s and started a new one",
+                        self.path, exc, aside.name)
+            return self._connect()
 
     def close(self) -> None:
         with self._lock:

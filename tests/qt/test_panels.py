@@ -74,3 +74,22 @@ def test_switching_to_dark_while_open_turns_the_preview_and_panels_dark(
         app.setPalette(original)
         app.setStyleSheet("")
         window.close()
+
+
+def test_a_library_from_a_newer_version_is_reported_and_the_gallery_still_works(
+        qtbot: QtBot, window: MainWindow) -> None:
+    import sqlite3
+
+    from desktop_app import paths
+    from desktop_app.library.store import DB_NAME
+
+    paths.data_dir().mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(paths.data_dir() / DB_NAME)
+    conn.execute("PRAGMA user_version=99")
+    conn.close()
+    attach_panels(window, window.controller)
+    assert "newer version" in window.error_bar.message.text()
+    assert _panel(window, "Gallery") is not None
+    names = [window.side_tabs.tabText(i) for i in range(window.side_tabs.count())]
+    assert "Library" not in names
+    window.close()

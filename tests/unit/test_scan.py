@@ -347,3 +347,38 @@ def test_an_invokeai_root_with_per_model_folders_walks_models(
     Scanner(store).adopt(invoke)
     kinds = {Path(i.path).name: i.kind for i in store.items()}
     assert kinds == {"model.safetensors": "checkpoint", "vae.safetensors": "vae"}
+
+
+def test_a_damaged_library_file_is_kept_aside_and_a_fresh_index_starts(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    db = tmp_path / "library.sqlite3"
+    db.write_bytes(b"this is not an SQLite database" * 100)
+    store = LibraryStore(db)
+    store.add_root(str(tmp_path / "models"), "plain")
+    store.close()
+    kept = list(tmp_path.glob("library.sqlite3.damaged-*"))
+    assert len(kept) == 1 and kept[0].read_bytes().startswith(b"this is not an SQLite")
+    assert "unreadable" in caplog.text
+    reopened = LibraryStore(db)  # the fresh index is a normal one
+    assert reopened._db.execute("SELECT count(*) FROM roots").fetchone()[0] == 1
+    reopened.close()
+
+
+def test_a_library_from_a_newer_version_is_refused_with_a_hint_and_left_alone(
+        tmp_path: Path) -> None:
+    import sqlite3
+
+    db = tmp_path / "library.sqlite3"
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA user_version=99")
+    conn.execute("CREATE TABLE future (x)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(UserError) as info:
+        LibraryStore(db)
+    assert "newer version" in info.value.message and "Update desktop_app" in info.value.hint
+    conn = sqlite3.connect(db)  # untouched: still the newer schema, none of ours added
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 99 and tables == {"future"}
+    conn.close()
+    assert not list(tmp_path.glob("*.damaged-*"))
