@@ -82,73 +82,16 @@ def _check_resources() -> str:
     return "tokenizer, configs and models.toml found"
 
 
-def _tiny_pipeline(folder: Path) -> None:
-    """Save a tiny random-weight SD pipeline (safetensors) with the shipped tokenizer."""
-    import torch
-    from diffusers import (
-        AutoencoderKL,
-        PNDMScheduler,
-        StableDiffusionPipeline,
-        UNet2DConditionModel,
-    )
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
-    from desktop_app import paths
-
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        sample_size=IMAGE_SIZE // 4,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=16,
-        attention_head_dim=2,
-        norm_num_groups=4,
-    )
-    vae = AutoencoderKL(
-        block_out_channels=(8, 8),
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
-        latent_channels=4,
-        norm_num_groups=4,
-    )
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=49408,
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            max_position_embeddings=77,
-        )
-    )
-    scheduler = PNDMScheduler.from_pretrained(str(paths.resource("configs", "sd15", "scheduler")))
-    pipe = StableDiffusionPipeline(
-        unet=unet,
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=CLIPTokenizer.from_pretrained(str(paths.resource("tokenizer"))),
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipe.save_pretrained(str(folder), safe_serialization=True)
-
-
 def _check_generation() -> str:
     import diffusers
     import torch
     from diffusers import StableDiffusionPipeline
 
+    from desktop_app.pipeline.backend.tiny import build_tiny_sd15_folder
+
     with tempfile.TemporaryDirectory(prefix="desktop-app-bundle-check-") as tmp:
         folder = Path(tmp) / "tiny"
-        _tiny_pipeline(folder)
+        build_tiny_sd15_folder(folder)  # the self-test's model: real SD1 topology, tiny widths
         # Loading by class name exercises the lazy imports and the safetensors mmap path.
         pipe = StableDiffusionPipeline.from_pretrained(str(folder), local_files_only=True)
         for name, _what in SCHEDULERS:
