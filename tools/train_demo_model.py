@@ -10,7 +10,12 @@ The committed weights in resources/models/demo/ are exactly what this command pr
 3. UNet2DConditionModel + CLIPTextModel (real CLIP tokenizer) jointly, epsilon prediction on the
    standard SD schedule (scaled_linear 0.00085-0.012, 1000 steps), 10 % caption dropout so
    classifier-free guidance works, offset noise for flat colours, min-SNR weighting, EMA weights;
-4. save a StableDiffusionPipeline folder in fp16 safetensors, tokenizer = resources/tokenizer.
+4. save a StableDiffusionPipeline folder in fp16 safetensors, tokenizer = resources/tokenizer,
+   plus latent_preview.json: the least-squares latent -> RGB map the engine's previews use.
+
+`--stop-after vae|pool` ends after a stage (its checkpoint stays in --work, and a later run
+resumes there); `--device cuda` trains on a GPU (deterministic kernels; `--fast-kernels` lets
+torch choose faster, not bit-reproducible ones); `--probe N` times N UNet steps and stops.
 
 Every random draw of step k comes from generators seeded with (seed, stage, k), so a run that
 resumes from a checkpoint in --work gives the same weights as an uninterrupted one.
@@ -54,9 +59,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--vae-steps", type=int, default=4000)
     p.add_argument("--vae-batch", type=int, default=8)
-    p.add_argument("--pool", type=int, default=6000, help="rendered images encoded for stage 3")
-    p.add_argument("--unet-steps", type=int, default=4500)
-    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--pool", type=int, default=40000, help="rendered images encoded for stage 3")
+    p.add_argument("--unet-steps", type=int, default=1400)
+    p.add_argument("--batch", type=int, default=256)
     p.add_argument("--lr", type=float, default=6e-4)
     p.add_argument("--checkpoint-every", type=int, default=250)
     p.add_argument("--export-only", action="store_true",
