@@ -298,6 +298,26 @@ def guarded(suite: Suite, phase: str, fn: Any, *args: Any) -> None:
     save_partial(suite)
 
 
+def profile_images(suite: Suite, runner: Runner, label: str) -> None:
+    """cProfile one raw and one engine image: where the Python thread spends its wall time
+    (waiting on the GPU, PNG encoding, fsync, callbacks). Written next to --json-out."""
+    import cProfile
+    import io
+    import pstats
+
+    folder = suite.args.json_out.parent if suite.args.json_out else runner.out
+    for kind in ("raw", "engine"):
+        profiler = cProfile.Profile()
+        profiler.enable()
+        (runner.raw if kind == "raw" else runner.engine)(seed=7)
+        profiler.disable()
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(40)
+        path = folder / f"profile-{runner.family}-{label}-{kind}.txt"
+        path.write_text(text.getvalue())
+        print(f"   profile written: {path}", flush=True)
+
+
 def run_family(suite: Suite, family: str, tmp: Path) -> None:
     args = suite.args
     device = "cpu" if args.smoke_cpu else "cuda"
@@ -317,6 +337,8 @@ def run_family(suite: Suite, family: str, tmp: Path) -> None:
     suite.cases.append(load)
     print(f"== {family}: {runner.size}² {runner.steps} steps CFG 7.5", flush=True)
     eager = alternate(suite, runner, "eager", args.repeats)
+    if args.profile:
+        profile_images(suite, runner, "eager")
     if not args.skip_fast and suite.allow(f"{family} fast mode", args.fast_need_s[family]):
         guarded(suite, f"{family} fast mode", run_fast, suite, runner, eager)
     if not args.skip_lowvram and device == "cuda" and suite.allow(f"{family} low-VRAM", 60):
@@ -346,6 +368,8 @@ def run_fast(suite: Suite, runner: Runner, eager: dict[str, Any]) -> None:
                                                         "compile_s": state.compile_seconds}))
     runner.raw(seed=100)  # the raw call path at this shape (same UNet shapes: no recompile)
     fast = alternate(suite, runner, "fast", suite.args.repeats)
+    if suite.args.profile:
+        profile_images(suite, runner, "fast")
     from torch._dynamo.utils import counters
 
     # Graphs compiled so far in this process (UNet + VAE per shape): more means recompiles.
@@ -447,6 +471,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--smoke-cpu", action="store_true", help="tiny models on the CPU")
     parser.add_argument("--fast-need-s", type=float, help="seconds a fast-mode phase is "
                         "assumed to need (default: 150 SD1.5, 240 SDXL)")
+    parser.add_argument("--profile", action="store_true", help="cProfile one raw and one "
+                        "engine image per mode (files next to --json-out)")
     parser.add_argument("--json-out", type=Path, help="also write the results here, after "
                         "every phase")
     parser.add_argument("--warm-child", type=Path, help=argparse.SUPPRESS)
