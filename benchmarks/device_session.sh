@@ -5,7 +5,8 @@
 #      the number of steps is chosen from a timed probe so the stage fits DEMO_S seconds, and the
 #      exact command is printed and kept in the log;
 #   2. benchmarks.gpu_suite with whatever time is left (it skips phases that would not fit).
-# Results go to $OUT (the demo model as a split tar, logs, the suite's JSON).
+# Results go to $OUT (the demo model as a split tar, logs, the suite's JSON). SUITE_ARGS are
+# passed on to the suite (e.g. --profile); DEMO_S=0 skips the training.
 #
 #   OUT=/tmp/out VAE_CKPT=.devcarry/vae.pt bash benchmarks/device_session.sh 585
 set -u
@@ -62,5 +63,5 @@ fi
 budget=$(($(left) - 20))
 echo "gpu_suite budget ${budget} s"
 timeout $((budget + 15)) python3 -m benchmarks.gpu_suite --quick --budget-s "$budget" \
-  --json-out "$OUT/gpu_suite.json" 2>&1 | tee "$OUT/gpu_suite.log"
+  --json-out "$OUT/gpu_suite.json" ${SUITE_ARGS:-} 2>&1 | tee "$OUT/gpu_suite.log"
 echo "session done in $(($(date +%s) - T0)) s"
