@@ -300,7 +300,8 @@ def guarded(suite: Suite, phase: str, fn: Any, *args: Any) -> None:
 
 def profile_images(suite: Suite, runner: Runner, label: str) -> None:
     """cProfile one raw and one engine image: where the Python thread spends its wall time
-    (waiting on the GPU, PNG encoding, fsync, callbacks). Written next to --json-out."""
+    (waiting on the GPU, PNG encoding, fsync, callbacks). Appended to profiles.txt next to
+    --json-out."""
     import cProfile
     import io
     import pstats
@@ -313,9 +314,10 @@ def profile_images(suite: Suite, runner: Runner, label: str) -> None:
         profiler.disable()
         text = io.StringIO()
         pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(40)
-        path = folder / f"profile-{runner.family}-{label}-{kind}.txt"
-        path.write_text(text.getvalue())
-        print(f"   profile written: {path}", flush=True)
+        path = folder / "profiles.txt"  # one file: a device run brings back only 8 files
+        with path.open("a", encoding="utf-8") as out:
+            out.write(f"\n==== {runner.family} {label} {kind} ====\n{text.getvalue()}")
+        print(f"   profile of {kind} {label} appended to {path}", flush=True)
 
 
 def run_family(suite: Suite, family: str, tmp: Path) -> None:
