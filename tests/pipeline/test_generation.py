@@ -297,8 +297,25 @@ def test_a_models_own_preview_map_wins_over_the_standard_map_and_taesd(
         assert update.preview.rgb == bytes((255, 0, 0)) * (SIZE // 8) ** 2
 
 
+def test_a_model_can_ask_for_previews_from_its_own_vae(tiny_sd15_dir: Path,
+                                                      tmp_path: Path) -> None:
+    folder = _folder_with_preview_map(tiny_sd15_dir, tmp_path, json.dumps(
+        {"factors": [[0, 0, 0]] * 4, "bias": [1, -1, -1], "decoder": "vae"}))
+    backend = DiffusersBackend(tmp_path / "img")
+    result, updates = run(backend, request(folder, steps=3))
+    previews = [u.preview for u in updates if u.preview is not None]
+    assert updates[-1].preview is not None and previews[0] is updates[0].preview
+    for preview in previews:  # full size, decoded by the model's VAE (not the red linear map)
+        assert (preview.width, preview.height) == (SIZE, SIZE)
+        assert preview.rgb != bytes((255, 0, 0)) * SIZE**2
+    # The last preview is the decoded image itself (same VAE, same final latents).
+    final = np.frombuffer(updates[-1].preview.rgb, np.uint8).reshape(SIZE, SIZE, 3)
+    assert np.abs(final.astype(int) - images_of(result)[0].astype(int)).mean() < 3
+
+
 @pytest.mark.parametrize("text", ["{not json", '{"factors": [[1, 2]], "bias": [0, 0, 0]}',
-                                  '{"bias": [0, 0, 0]}'])
+                                  '{"bias": [0, 0, 0]}', '[]',
+                                  '{"factors": [[0, 0, 0]], "bias": [0, 0, 0], "decoder": 3}'])
 def test_a_broken_preview_map_falls_back_to_the_standard_map(
         tiny_sd15_dir: Path, tmp_path: Path, text: str, caplog: pytest.LogCaptureFixture) -> None:
     folder = _folder_with_preview_map(tiny_sd15_dir, tmp_path, text)

@@ -217,7 +217,9 @@ class DiffusersBackend:
             scheduler = build_scheduler(request.sampler, self._scheduler_config, noise.seeds)
             pipe.scheduler = scheduler
             reporter = _StepReporter(cancel, on_step, StepCapture(scheduler), self._previewer,
-                                     batch, request.batch_count, self._preview_interval_s)
+                                     batch, request.batch_count,
+                                     max(self._preview_interval_s,
+                                         getattr(self._previewer, "min_interval_s", 0.0)))
             latents = self._denoise(pipe, request, conditioning, noise, reporter)
             decoded = decode_latents(pipe, latents)
             pipe.maybe_free_model_hooks()

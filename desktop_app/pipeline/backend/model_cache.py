@@ -258,15 +258,18 @@ class ModelSwitcher:
             return None
         from desktop_app.pipeline.backend.previews import (
             LinearPreviewer,
+            VaePreviewer,
             make_previewer,
-            model_linear_map,
+            model_preview_spec,
         )
 
         is_xl = getattr(loaded.pipe, "text_encoder_2", None) is not None
-        # The model's own map fits only its own VAE (not one swapped in from the library).
-        own_map = None if loaded.vae_name else model_linear_map(loaded.path)
-        if own_map is not None:
-            return LinearPreviewer(is_xl, own_map)
+        # The model's own previews fit only its own VAE (not one swapped in from the library).
+        own = None if loaded.vae_name else model_preview_spec(loaded.path)
+        if own is not None:
+            linear_map, decoder = own
+            return VaePreviewer(loaded.pipe.vae) if decoder == "vae" else LinearPreviewer(
+                is_xl, linear_map)
         if is_xl not in self._previewers:
             self._previewers[is_xl] = make_previewer(is_xl, self.taesd_folder)
         return self._previewers[is_xl]
