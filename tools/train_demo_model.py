@@ -62,7 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pool", type=int, default=40000, help="rendered images encoded for stage 3")
     p.add_argument("--unet-steps", type=int, default=1400)
     p.add_argument("--batch", type=int, default=256)
-    p.add_argument("--lr", type=float, default=6e-4)
+    p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--checkpoint-every", type=int, default=250)
     p.add_argument("--export-only", action="store_true",
                    help="write --out from the checkpoints in --work (EMA weights) and stop")
