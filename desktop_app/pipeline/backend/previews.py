@@ -1,6 +1,6 @@
 """Cheap per-step previews: the x0 prediction of image 0, as RGB bytes, every step.
 
-Two decoders:
+Three decoders:
 - `LinearPreviewer` (default, ~free): a fitted 4→3 linear map from latent channels to RGB at
   1/8 resolution. Factors are numeric facts (fitted regression coefficients) published in
   ComfyUI's `comfy/latent_formats.py` (classes SD15 — also used for SD2 — and SDXL, with the
