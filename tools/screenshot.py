@@ -15,7 +15,9 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -39,12 +41,12 @@ def main() -> int:
         return shoot(args.theme, args.out.resolve())
 
 
-def wait_until(app: object, condition: object, timeout_s: float) -> None:
+def wait_until(app: Any, condition: Callable[[], bool], timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
-    while not condition():  # type: ignore[operator]
+    while not condition():
         if time.monotonic() > deadline:
             raise SystemExit("screenshot: timed out waiting for the app")
-        app.processEvents()  # type: ignore[attr-defined]
+        app.processEvents()
         time.sleep(0.02)
 
 

@@ -334,9 +334,9 @@ def fit_preview_map(scenes: list, latents: torch.Tensor, count: int = 2000) -> d
     images = F.avg_pool2d(to_tensor([demo_data.render(s) for s in scenes[:count]]), 8)
     x = latents[:count].float().permute(0, 2, 3, 1).reshape(-1, 4).double()
     y = images.permute(0, 2, 3, 1).reshape(-1, 3).double()
-    solution = torch.linalg.lstsq(torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], 1), y)
-    coef = solution.solution  # (5, 3): four channel rows, then the bias row
-    fitted = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], 1) @ coef
+    design = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], 1)
+    coef = torch.linalg.lstsq(design, y).solution  # (5, 3): four channel rows, then the bias
+    fitted = design @ coef
     rms = float(((fitted - y) ** 2).mean().sqrt())
     print(f"preview map: rms error {rms:.3f} (RGB in -1..1)", flush=True)
     # The linear fit is rough for this VAE (rms ~0.5): the engine decodes previews with the

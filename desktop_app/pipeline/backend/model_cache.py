@@ -256,20 +256,13 @@ class ModelSwitcher:
     def _previewer(self, loaded: Any) -> Any:
         if not self.previews:
             return None
-        from desktop_app.pipeline.backend.previews import (
-            LinearPreviewer,
-            VaePreviewer,
-            make_previewer,
-            model_preview_spec,
-        )
+        from desktop_app.pipeline.backend.previews import make_previewer, model_previewer
 
         is_xl = getattr(loaded.pipe, "text_encoder_2", None) is not None
         # The model's own previews fit only its own VAE (not one swapped in from the library).
-        own = None if loaded.vae_name else model_preview_spec(loaded.path)
+        own = None if loaded.vae_name else model_previewer(loaded.path, is_xl, loaded.pipe.vae)
         if own is not None:
-            linear_map, decoder = own
-            return VaePreviewer(loaded.pipe.vae) if decoder == "vae" else LinearPreviewer(
-                is_xl, linear_map)
+            return own
         if is_xl not in self._previewers:
             self._previewers[is_xl] = make_previewer(is_xl, self.taesd_folder)
         return self._previewers[is_xl]

@@ -93,6 +93,11 @@ def _x0_of(out: Any, scheduler: Any) -> torch.Tensor | None:
     return None
 
 
+def to_uint8(rgb: torch.Tensor) -> torch.Tensor:
+    """RGB in [-1, 1] → uint8 0..255 (same layout)."""
+    return ((rgb.float() + 1.0) * 127.5).clamp(0, 255).to(torch.uint8)
+
+
 def to_preview(rgb: torch.Tensor) -> PreviewImage:
     """(H, W, 3) uint8 tensor → PreviewImage (copied to host memory)."""
     array = rgb.contiguous().cpu().numpy()
@@ -147,7 +152,7 @@ class LinearPreviewer:
         mapped = torch.nn.functional.linear(
             latent[:4].float().movedim(0, -1), self._weight, self._bias
         )
-        return ((mapped + 1.0) * 127.5).clamp(0, 255).to(torch.uint8)
+        return to_uint8(mapped)
 
     def __call__(self, latent: torch.Tensor) -> PreviewImage:
         return to_preview(self.rgb(latent))
@@ -167,7 +172,7 @@ class TaesdPreviewer:
             self.decoder.to(device=latent.device, dtype=latent.dtype)
         sample = latent.unsqueeze(0)
         image: torch.Tensor = self.decoder.decode(sample).sample[0]  # (3, H, W) in [-1, 1]
-        return ((image.float() + 1.0) * 127.5).clamp(0, 255).to(torch.uint8).movedim(0, -1)
+        return to_uint8(image).movedim(0, -1)
 
     def __call__(self, latent: torch.Tensor) -> PreviewImage:
         return to_preview(self.rgb(latent))
@@ -187,7 +192,7 @@ class VaePreviewer:
         """(4, h, w) scaled latents → (H, W, 3) uint8."""
         sample = (latent.unsqueeze(0) / self.vae.config.scaling_factor).to(self.vae.dtype)
         image: torch.Tensor = self.vae.decode(sample).sample[0]  # (3, H, W) in [-1, 1]
-        return ((image.float() + 1.0) * 127.5).clamp(0, 255).to(torch.uint8).movedim(0, -1)
+        return to_uint8(image).movedim(0, -1)
 
     def __call__(self, latent: torch.Tensor) -> PreviewImage:
         return to_preview(self.rgb(latent))
@@ -251,6 +256,16 @@ def load_taesd(is_xl: bool, folder: Path | None = None) -> Any | None:
         except Exception:  # previews are optional; the linear map still works
             log.warning("Could not load TAESD weights from %s", candidate, exc_info=True)
     return None
+
+
+def model_previewer(folder: str | Path, is_xl: bool, vae: Any) -> Any | None:
+    """The previewer a model folder asks for in its `latent_preview.json` (its own VAE or its
+    own linear map), or None when it asks for none. Only valid with the model's own VAE."""
+    spec = model_preview_spec(folder)
+    if spec is None:
+        return None
+    linear_map, decoder = spec
+    return VaePreviewer(vae) if decoder == "vae" else LinearPreviewer(is_xl, linear_map)
 
 
 def make_previewer(is_xl: bool, taesd_folder: Path | None = None) -> Any:
