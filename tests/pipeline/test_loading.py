@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import random
 import socket
 import sys
 import types
@@ -372,6 +373,18 @@ def test_broken_ckpt_is_corrupt(tmp_path: Path) -> None:
     for content in (b"", os.urandom(3000)):
         path = tmp_path / "bad.ckpt"
         path.write_bytes(content)
+        assert _error(str(path)).kind is ErrorKind.corrupt_file
+
+
+@pytest.mark.parametrize("prefix", [b"", b"\x80\x04", b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19."],
+                         ids=["random", "pickle-protocol-4", "pre-zip-magic"])
+def test_random_bytes_named_ckpt_are_always_corrupt(tmp_path: Path, prefix: bytes) -> None:
+    """Garbage must never surface as 'unsupported' (an unpickler IndexError), 'unsafe' or
+    'out of memory' (a garbage length field): 60 seeded files per kind, each a clean error."""
+    rng = random.Random(7)
+    path = tmp_path / "bad.ckpt"
+    for _ in range(60):
+        path.write_bytes(prefix + rng.randbytes(3000))
         assert _error(str(path)).kind is ErrorKind.corrupt_file
 
 

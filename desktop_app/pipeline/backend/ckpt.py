@@ -15,6 +15,7 @@ and loads that.
 from __future__ import annotations
 
 import logging
+import mmap
 import pickle
 import pickletools
 import re
@@ -23,7 +24,7 @@ import warnings
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 import torch
 
@@ -87,10 +88,11 @@ def _scan_pickle_globals(path: Path, max_pickles: int = 4) -> list[str]:
     """Globals named by the (non-zip) pickles at the start of a file — read, never executed."""
     names: list[str] = []
     try:
-        with open(path, "rb") as f:
+        # mmap: a garbage length field reads what the file has, instead of allocating gigabytes.
+        with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as f:
             for _ in range(max_pickles):
                 strings: list[str] = []
-                for op, arg, _pos in pickletools.genops(f):
+                for op, arg, _pos in pickletools.genops(cast("IO[bytes]", f)):
                     if op.name in _STRING_OPS and isinstance(arg, str):
                         strings = [*strings[-1:], arg]
                     elif op.name == "GLOBAL" and isinstance(arg, str):
@@ -102,6 +104,25 @@ def _scan_pickle_globals(path: Path, max_pickles: int = 4) -> list[str]:
     except (ValueError, EOFError, UnicodeDecodeError, OSError, struct.error):
         pass  # end of the pickles, or not a pickle at all
     return list(dict.fromkeys(names))
+
+
+# torch.save's pre-zip format starts with this number, pickled (protocol 2 by default).
+_LEGACY_MAGIC = tuple(pickle.dumps(0x1950A86A20F9469CFC6C, protocol=p) for p in range(2, 6))
+
+
+def _check_legacy_pickle(path: Path) -> None:
+    """A non-zip file must be torch.save's pre-zip format before torch.load may parse it:
+    unpickling arbitrary bytes fails in arbitrary ways (IndexError, a multi-GB allocation).
+    A modern pickle that is not a checkpoint is refused as unsafe when it names code."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if head.startswith(_LEGACY_MAGIC):
+        return
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        found = [n for n in _scan_pickle_globals(path) if not n.startswith(_INERT_MODULES)]
+        if found:
+            raise _unsafe(path, found)
+    raise _corrupt(path, "it is not a PyTorch checkpoint")
 
 
 def _torch_load_once(path: Path, stubs: list[str]) -> Any:
@@ -136,7 +157,7 @@ def _torch_load(path: Path, stubs: list[str]) -> Any:
                 raise _unsafe(path, found) from None
             stubs += found
         except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError, KeyError,
-                AttributeError, TypeError) as exc:
+                AttributeError, TypeError, IndexError) as exc:
             first = str(exc).splitlines()[0][:160] if str(exc) else ""
             raise _corrupt(path, f"{exc.__class__.__name__} {first}".strip()) from None
     raise _unsafe(path, stubs[-3:])
@@ -155,6 +176,8 @@ def load_ckpt_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if path.stat().st_size == 0:
         raise _corrupt(path, "the file is empty (0 bytes)")
     names = _unsafe_globals(path)
+    if not names and not zipfile.is_zipfile(path):
+        _check_legacy_pickle(path)
     refused = [n for n in names if not is_allowed_stub_global(n)]
     if refused:
         raise _unsafe(path, refused)
