@@ -6,7 +6,11 @@
 #      exact command is printed and kept in the log;
 #   2. benchmarks.gpu_suite with whatever time is left (it skips phases that would not fit).
 # Results go to $OUT (the demo model as a split tar, logs, the suite's JSON). SUITE_ARGS are
-# passed on to the suite (e.g. --profile); DEMO_S=0 skips the training.
+# passed on to the suite (e.g. --profile); DEMO_S=0 skips the training. SUITE_RUNS instead runs
+# the suite several times in fresh processes, "SECONDS:ARGS" items separated by ';' (the last
+# item gets whatever time is left), each to its own gpu_suite-N.json and .log, e.g. to compare
+# fast-mode variants on the same machine:
+#   SUITE_RUNS="150:--families sd15;0:--families sd15 --inductor coordinate_descent_tuning=1"
 #
 #   OUT=/tmp/out VAE_CKPT=.devcarry/vae.pt bash benchmarks/device_session.sh 585
 set -u
@@ -60,8 +64,24 @@ print(json.load(sys.stdin)['probe_s_per_step'])")
   fi
 fi
 
-budget=$(($(left) - 20))
-echo "gpu_suite budget ${budget} s"
-timeout $((budget + 15)) python3 -m benchmarks.gpu_suite --quick --budget-s "$budget" \
-  --json-out "$OUT/gpu_suite.json" ${SUITE_ARGS:-} 2>&1 | tee "$OUT/gpu_suite.log"
+suite() {  # suite BUDGET_S NAME ARGS...: one gpu_suite process
+  local budget=$1 name=$2
+  shift 2
+  echo "gpu_suite $name: budget ${budget} s, args: $*" | tee -a "$OUT/$name.log"
+  timeout $((budget + 15)) python3 -m benchmarks.gpu_suite --quick --budget-s "$budget" \
+    --json-out "$OUT/$name.json" "$@" 2>&1 | tee -a "$OUT/$name.log"
+}
+if [ -n "${SUITE_RUNS:-}" ]; then
+  IFS=';' read -ra runs <<<"$SUITE_RUNS"
+  for i in "${!runs[@]}"; do
+    want=${runs[$i]%%:*}
+    budget=$(($(left) - 20))
+    if [ "$i" -lt $((${#runs[@]} - 1)) ] && [ "$want" -lt "$budget" ]; then budget=$want; fi
+    # shellcheck disable=SC2086  # the run's arguments are meant to split
+    suite "$budget" "gpu_suite-$((i + 1))" ${runs[$i]#*:}
+  done
+else
+  # shellcheck disable=SC2086
+  suite $(($(left) - 20)) gpu_suite ${SUITE_ARGS:-}
+fi
 echo "session done in $(($(date +%s) - T0)) s"

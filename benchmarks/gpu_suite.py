@@ -352,7 +352,7 @@ def run_family(suite: Suite, family: str, tmp: Path) -> None:
 def run_fast(suite: Suite, runner: Runner, eager: dict[str, Any]) -> None:
     from desktop_app.pipeline.backend import fast_mode
 
-    config = fast_mode.FastModeConfig()
+    config = fast_mode.FastModeConfig(inductor_options=tuple(suite.args.inductor))
     if suite.args.smoke_cpu:
         # aot_eager = one full-graph trace, no code generation; the VAE is left eager (on the
         # CPU, aot_eager trips over group_norm on a non-contiguous input in the VAE attention).
@@ -428,6 +428,7 @@ def run_warm_cache(suite: Suite, tmp: Path) -> None:
 def result(suite: Suite) -> dict[str, Any]:
     return {"benchmark": "gpu_suite", "env": environment(),
             "tolerance": {"mean_abs": MATCH_MEAN_ABS, "psnr_db": MATCH_PSNR_DB},
+            "inductor_options": dict(suite.args.inductor),
             "cases": [{**asdict(c), "median_s": round(c.median_s, 4), "its": round(c.its, 2)}
                       for c in suite.cases],
             "skipped": suite.skipped, "notes": suite.notes,
@@ -461,6 +462,22 @@ def environment() -> dict[str, Any]:
     return env
 
 
+def inductor_option(text: str) -> tuple[str, Any]:
+    """NAME=VALUE with VALUE an int, a float, true/false or a string."""
+    name, sep, raw = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    lowered = raw.strip().lower()
+    if lowered in ("true", "false"):
+        return name.strip(), lowered == "true"
+    for kind in (int, float):
+        try:
+            return name.strip(), kind(raw)
+        except ValueError:
+            pass
+    return name.strip(), raw
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="2 repeats; budget 540 s")
@@ -475,6 +492,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "assumed to need (default: 150 SD1.5, 240 SDXL)")
     parser.add_argument("--profile", action="store_true", help="cProfile one raw and one "
                         "engine image per mode (files next to --json-out)")
+    parser.add_argument("--inductor", type=inductor_option, action="append", default=[],
+                        metavar="NAME=VALUE", help="extra torch._inductor.config setting for "
+                        "the fast-mode compiles (repeatable), e.g. coordinate_descent_tuning=1")
     parser.add_argument("--json-out", type=Path, help="also write the results here, after "
                         "every phase")
     parser.add_argument("--warm-child", type=Path, help=argparse.SUPPRESS)

@@ -21,7 +21,11 @@ import torch
 from desktop_app import paths
 from desktop_app.pipeline.api import GenerationCancelled, LoadUpdate
 from desktop_app.pipeline.backend import fast_mode, fast_mode_cache
-from desktop_app.pipeline.backend.fast_mode import FastModeConfig, apply_fast_mode
+from desktop_app.pipeline.backend.fast_mode import (
+    FastModeConfig,
+    apply_fast_mode,
+    fast_mode_available,
+)
 from desktop_app.pipeline.backend.tiny import make_tiny_sd15_pipeline_small_unet
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -210,6 +214,36 @@ def test_inductor_compile_matches_eager_and_fills_the_cache(loaded: Loaded) -> N
     inductor_dir = paths.cache_dir() / "torch_compile" / "inductor"
     assert any(p.is_file() for p in inductor_dir.rglob("*"))
     assert fast_mode_cache.was_compiled(state.cache_dir, state.arch_key, "UNet", (64, 64, 2))
+
+
+def test_inductor_options_replace_the_mode_with_the_same_cuda_graph_setting() -> None:
+    from desktop_app.pipeline.backend.fast_mode_compile import compile_kwargs
+
+    plain = FastModeConfig()
+    assert compile_kwargs(plain, True) == {"backend": "inductor", "fullgraph": True,
+                                          "dynamic": False, "mode": "reduce-overhead"}
+    assert compile_kwargs(plain, False)["mode"] is None
+    tuned = FastModeConfig(inductor_options=(("coordinate_descent_tuning", True),))
+    kwargs = compile_kwargs(tuned, True)
+    assert "mode" not in kwargs
+    assert kwargs["options"] == {"triton.cudagraphs": True, "coordinate_descent_tuning": True}
+    assert compile_kwargs(tuned, False)["options"]["triton.cudagraphs"] is False
+    traced = FastModeConfig(backend="aot_eager", inductor_options=tuned.inductor_options)
+    assert compile_kwargs(traced, False) == {"backend": "aot_eager", "fullgraph": True,
+                                             "dynamic": False, "mode": None}
+
+
+@inductor_import
+def test_an_unknown_inductor_option_leaves_the_model_eager_and_says_so(loaded: Loaded) -> None:
+    before, _ = generate(loaded.pipe)
+    config = FastModeConfig(require_cuda=False, inductor_options=(("no_such_option", 1),))
+    notices: list[str] = []
+    state = apply_fast_mode(loaded, 64, 64, 1, lambda u: notices.append(u.stage), config)
+    after, _ = generate(loaded.pipe)
+    np.testing.assert_allclose(after, before, atol=1e-5)
+    assert not state.active
+    assert "no setting no_such_option" in state.reason
+    assert notices == [f"Fast mode without compilation: {fast_mode_available(config)[1]}"]
 
 
 @pytest.mark.gpu

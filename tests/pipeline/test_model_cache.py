@@ -13,7 +13,9 @@ from desktop_app.pipeline.backend.memory import (
     GIB,
     MemoryInfo,
     apply_plan,
+    execution_device,
     plan_memory,
+    weights_dtype,
 )
 from desktop_app.pipeline.backend.model_cache import ModelCache, ModelKey, pipeline_nbytes
 from tests.fixtures.tiny_models import build_tiny_sd15, build_tiny_vae
@@ -257,3 +259,34 @@ def test_a_taesd_downloaded_by_the_library_is_found_for_previews() -> None:
     key = "decoder.layers.0.weight"
     assert torch.equal(loaded.state_dict()[key], original.state_dict()[key])
     assert load_taesd(is_xl=True) is None  # TAESDXL not downloaded
+
+
+def test_weights_dtype_agrees_with_diffusers() -> None:
+    import torch
+
+    from desktop_app.pipeline.backend.tiny import make_tiny_sd15_pipeline
+
+    pipe = make_tiny_sd15_pipeline()
+    pipe.vae.to(torch.bfloat16)
+    assert weights_dtype(pipe.unet) == pipe.unet.dtype == torch.float32
+    assert weights_dtype(pipe.vae) == pipe.vae.dtype == torch.bfloat16
+
+
+def test_execution_device_skips_the_module_walk_only_without_offload_hooks(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from desktop_app.pipeline.backend.tiny import make_tiny_sd15_pipeline
+
+    pipe = make_tiny_sd15_pipeline()
+    assert execution_device(pipe) == pipe._execution_device == torch.device("cpu")
+    walks: list[int] = []
+
+    def walk(self: Any) -> Any:
+        walks.append(1)
+        return torch.device("meta")  # stands for the GPU an offloaded pipeline computes on
+
+    monkeypatch.setattr(type(pipe), "_execution_device", property(walk))
+    assert execution_device(pipe) == torch.device("cpu") and walks == []
+    pipe.unet._hf_hook = object()  # what enable_model_cpu_offload puts on each model
+    assert execution_device(pipe) == torch.device("meta") and walks == [1]

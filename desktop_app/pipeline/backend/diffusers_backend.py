@@ -39,7 +39,11 @@ from desktop_app.pipeline.api import (
 from desktop_app.pipeline.backend.device import plan_device
 from desktop_app.pipeline.backend.fast_mode import sync_fast_mode
 from desktop_app.pipeline.backend.loading import LoadedModel
-from desktop_app.pipeline.backend.memory import is_out_of_memory
+from desktop_app.pipeline.backend.memory import (
+    execution_device,
+    is_out_of_memory,
+    weights_dtype,
+)
 from desktop_app.pipeline.backend.model_cache import ModelSwitcher
 from desktop_app.pipeline.backend.noise import BatchNoise, batch_noise
 from desktop_app.pipeline.backend.previews import StepCapture, to_preview
@@ -114,7 +118,7 @@ def decode_latents(pipe: Any, latents: torch.Tensor) -> list[Any]:
     """Full VAE decode to PIL images; latents are cast to the VAE's own dtype first."""
     vae = pipe.vae
     config = vae.config
-    latents = latents.to(dtype=vae.dtype)
+    latents = latents.to(dtype=weights_dtype(vae))
     mean, std = getattr(config, "latents_mean", None), getattr(config, "latents_std", None)
     if mean is not None and std is not None:  # SDXL variants that normalise their latents
         shape = (1, latents.shape[1], 1, 1)
@@ -235,7 +239,7 @@ class DiffusersBackend:
         Known harmless library warnings are silenced with `warnings.catch_warnings` (a class,
         not a `contextlib.contextmanager`: those cannot re-raise the frozen UserError).
         """
-        device, dtype = pipe._execution_device, pipe.unet.dtype
+        device, dtype = execution_device(pipe), weights_dtype(pipe.unet)
         try:
             with warnings.catch_warnings():
                 quiet_known_warnings()

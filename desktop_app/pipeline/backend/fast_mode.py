@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from desktop_app.pipeline.api import LoadCallback, LoadUpdate
 from desktop_app.pipeline.backend import fast_mode_cache, fast_mode_compile
+from desktop_app.pipeline.backend.memory import has_offload_hooks
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,8 @@ class FastModeConfig:
     always keeps the defaults. `cuda_graphs` selects
     `mode="reduce-overhead"` for the UNet; the VAE decode runs once per image, so it is compiled
     without graphs unless `vae_cuda_graphs` (its activations would stay reserved in the pool).
+    `inductor_options` are extra `torch._inductor.config` settings for both compiles, as
+    (name, value) pairs (e.g. ("coordinate_descent_tuning", True)).
     """
 
     compile_unet: bool = True
@@ -69,6 +72,7 @@ class FastModeConfig:
     fullgraph: bool = True
     require_cuda: bool = True
     backend: str | Callable[..., Any] = "inductor"
+    inductor_options: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass
@@ -116,6 +120,13 @@ def fast_mode_available(config: FastModeConfig | None = None) -> tuple[bool, str
         return False, "This build does not include torch's compiler (torch._inductor)."
     if getattr(sys, "frozen", False) and not _c_compiler():
         return False, "This packaged build has no C compiler, which compilation needs."
+    if config.inductor_options and config.backend == "inductor":
+        import torch._inductor
+
+        known = set(torch._inductor.list_options())
+        unknown = [name for name, _ in config.inductor_options if name not in known]
+        if unknown:
+            return False, f"This torch's compiler has no setting {', '.join(unknown)}."
     if not torch.cuda.is_available():
         if config.require_cuda:
             return False, "Fast mode needs an NVIDIA GPU with CUDA; this machine runs normally."
@@ -184,7 +195,7 @@ def sync_fast_mode(loaded: HasPipe, enabled: bool, width: int, height: int, batc
         if state is not None:
             remove_fast_mode(loaded)
         return None
-    if state is not None and state.offloaded != _has_offload_hooks(loaded.pipe):
+    if state is not None and state.offloaded != has_offload_hooks(loaded.pipe):
         remove_fast_mode(loaded)
     return apply_fast_mode(loaded, width, height, batch, on_load)
 
@@ -217,7 +228,7 @@ def _prepare(pipe: Any, state: FastModeState, config: FastModeConfig) -> None:
         log.info("%s", state.reason)
         state.notify(state.reason, 1.0)
         return
-    if _has_offload_hooks(pipe):
+    if has_offload_hooks(pipe):
         state.offloaded = True
         state.reason = "Fast mode is off in low-VRAM mode (models move between CPU and GPU)."
         log.info("%s", state.reason)
@@ -253,11 +264,6 @@ def _prepare(pipe: Any, state: FastModeState, config: FastModeConfig) -> None:
     state.preview_interval_s = PREVIEW_INTERVAL_S
     state.reason = f"Fast mode on ({', '.join(state.applied)}); {why}"
     log.info("%s", state.reason)
-
-
-def _has_offload_hooks(pipe: Any) -> bool:
-    modules = [getattr(pipe, name, None) for name in ("unet", "vae", "text_encoder")]
-    return any(hasattr(m, "_hf_hook") or hasattr(m, "_diffusers_hook") for m in modules if m)
 
 
 def _enable_tf32(state: FastModeState) -> None:

@@ -13,6 +13,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from desktop_app.pipeline.backend import fast_mode_cache
+from desktop_app.pipeline.backend.memory import weights_dtype
 
 if TYPE_CHECKING:
     from desktop_app.pipeline.backend.fast_mode import FastModeConfig, FastModeState
@@ -23,11 +24,10 @@ log = logging.getLogger(__name__)
 def install_unet(unet: Any, state: FastModeState, config: FastModeConfig) -> None:
     import torch
 
-    mode = "reduce-overhead" if config.cuda_graphs and _is_cuda(unet) else None
-    compiled = torch.compile(unet.forward, backend=config.backend, mode=mode,
-                             fullgraph=config.fullgraph, dynamic=False)
+    graphs = config.cuda_graphs and _is_cuda(unet)
+    compiled = torch.compile(unet.forward, **compile_kwargs(config, graphs))
     call = _CompiledCall("UNet", unet.forward, compiled, state, config.sdpa_backend,
-                         cuda_graphs=mode is not None)
+                         cuda_graphs=graphs)
 
     def forward(sample: Any, timestep: Any, *args: Any, return_dict: bool = True,
                 **kwargs: Any) -> Any:
@@ -43,7 +43,7 @@ def install_unet(unet: Any, state: FastModeState, config: FastModeConfig) -> Non
 
     unet.forward = forward
     state.restore.append(lambda: unet.__dict__.pop("forward", None))
-    state.applied.append("compiled UNet" + (" + CUDA graphs" if mode else ""))
+    state.applied.append("compiled UNet" + (" + CUDA graphs" if graphs else ""))
 
 
 def install_vae(vae: Any, state: FastModeState, config: FastModeConfig) -> None:
@@ -60,18 +60,17 @@ def install_vae(vae: Any, state: FastModeState, config: FastModeConfig) -> None:
         state.restore.append(lambda: vae.to(torch.float16))
         state.applied.append("fp32-resident VAE")
     eager = vae.decode
-    mode = "reduce-overhead" if config.vae_cuda_graphs and _is_cuda(vae) else None
+    graphs = config.vae_cuda_graphs and _is_cuda(vae)
 
     def decode_sample(z: Any) -> Any:
         return eager(z, return_dict=False)[0]
 
-    compiled = torch.compile(decode_sample, backend=config.backend, mode=mode,
-                             fullgraph=config.fullgraph, dynamic=False)
+    compiled = torch.compile(decode_sample, **compile_kwargs(config, graphs))
     call = _CompiledCall("VAE decode", decode_sample, compiled, state, config.sdpa_backend,
-                         cuda_graphs=mode is not None)
+                         cuda_graphs=graphs)
 
     def decode(z: Any, return_dict: bool = True, generator: Any = None) -> Any:
-        z = z.to(vae.dtype)
+        z = z.to(weights_dtype(vae))
         image = call((z.shape[-1] * 8, z.shape[-2] * 8, z.shape[0]), z)
         image = image.clone() if call.cuda_graphs else image
         return DecoderOutput(sample=image) if return_dict else (image,)
@@ -79,6 +78,19 @@ def install_vae(vae: Any, state: FastModeState, config: FastModeConfig) -> None:
     vae.decode = decode
     state.restore.append(lambda: vae.__dict__.pop("decode", None))
     state.applied.append("compiled VAE decode")
+
+
+def compile_kwargs(config: FastModeConfig, cuda_graphs: bool) -> dict[str, Any]:
+    """`torch.compile` arguments. Inductor takes either a mode or an options dict, not both;
+    with extra `inductor_options` the mode becomes its option ("reduce-overhead" is exactly
+    `triton.cudagraphs`)."""
+    kwargs: dict[str, Any] = {"backend": config.backend, "fullgraph": config.fullgraph,
+                              "dynamic": False}
+    if config.inductor_options and config.backend == "inductor":
+        kwargs["options"] = {"triton.cudagraphs": cuda_graphs, **dict(config.inductor_options)}
+    else:
+        kwargs["mode"] = "reduce-overhead" if cuda_graphs else None
+    return kwargs
 
 
 def _is_cuda(module: Any) -> bool:

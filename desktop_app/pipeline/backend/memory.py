@@ -130,6 +130,31 @@ def apply_plan(pipe: Any, plan: MemoryPlan, previous: MemoryPlan | None = None) 
     log.info("memory plan: %s", plan)
 
 
+def has_offload_hooks(pipe: Any) -> bool:
+    """Whether accelerate (model/sequential CPU offload) or diffusers (group offloading) hooks
+    sit on the pipeline's models, i.e. weights move between CPU and GPU during a call."""
+    modules = [getattr(pipe, name, None) for name in ("unet", "vae", "text_encoder")]
+    return any(hasattr(m, "_hf_hook") or hasattr(m, "_diffusers_hook") for m in modules if m)
+
+
+def execution_device(pipe: Any) -> Any:
+    """The device the pipeline computes on. `pipe._execution_device` (and a model's `.device`)
+    walk every submodule of every component looking for group-offloading hooks: 6 ms per call
+    for SD1.5 on a fast host, 5 % of a fast-mode image. Without offload hooks the first UNet
+    weight's device is the same answer."""
+    if has_offload_hooks(pipe):
+        return pipe._execution_device
+    return next(pipe.unet.parameters()).device
+
+
+def weights_dtype(module: Any) -> Any:
+    """A diffusers model's `.dtype` without its walk over all submodules (it looks for
+    layerwise-casting hooks, which this app never adds)."""
+    if hasattr(module, "_diffusers_hook"):
+        return module.dtype
+    return next(module.parameters()).dtype
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
     """True for torch's CUDA/MPS out-of-memory errors (and their RuntimeError forms)."""
     import torch

@@ -34,6 +34,7 @@ import torch
 
 from desktop_app import paths
 from desktop_app.pipeline.api import PreviewImage
+from desktop_app.pipeline.backend.memory import weights_dtype
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +191,7 @@ class VaePreviewer:
     @torch.no_grad()
     def rgb(self, latent: torch.Tensor) -> torch.Tensor:
         """(4, h, w) scaled latents → (H, W, 3) uint8."""
-        sample = (latent.unsqueeze(0) / self.vae.config.scaling_factor).to(self.vae.dtype)
+        sample = (latent.unsqueeze(0) / self.vae.config.scaling_factor).to(weights_dtype(self.vae))
         image: torch.Tensor = self.vae.decode(sample).sample[0]  # (3, H, W) in [-1, 1]
         return to_uint8(image).movedim(0, -1)
 

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from desktop_app.errors import bad_input
+from desktop_app.pipeline.backend.memory import execution_device
 from desktop_app.pipeline.tokens import CHUNK_LENGTH, COMMA_TOKEN, PromptChunk, chunk_prompt
 
 # Below this fraction of the mean magnitude, a chunk mean counts as zero (see _apply_emphasis).
@@ -182,7 +183,7 @@ def _groups(tokenizer: Any, prompt: str, negative: str) -> tuple[list[list[Promp
 
 def _sd_conditioning(pipe: Any, prompt: str, negative: str, clip_skip: int) -> Conditioning:
     groups, empty_at = _groups(pipe.tokenizer, prompt, negative)
-    encoded = _encode_all(pipe.tokenizer, pipe.text_encoder, groups, pipe._execution_device,
+    encoded = _encode_all(pipe.tokenizer, pipe.text_encoder, groups, execution_device(pipe),
                           clip_skip, final_norm=True, pooled=False)
     size = max(len(groups[0]), len(groups[1]))
     empty = encoded[empty_at] if empty_at < len(encoded) else None
@@ -191,7 +192,7 @@ def _sd_conditioning(pipe: Any, prompt: str, negative: str, clip_skip: int) -> C
 
 def _xl_conditioning(pipe: Any, prompt: str, negative: str, clip_skip: int) -> Conditioning:
     groups, empty_at = _groups(pipe.tokenizer, prompt, negative)
-    device, layer = pipe._execution_device, clip_skip + 1
+    device, layer = execution_device(pipe), clip_skip + 1
     first = _encode_all(pipe.tokenizer, pipe.text_encoder, groups, device, layer,
                         final_norm=False, pooled=False)
     second = _encode_all(pipe.tokenizer_2, pipe.text_encoder_2, groups, device, layer,
