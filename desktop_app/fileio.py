@@ -48,6 +48,18 @@ def fsync_file(path: Path) -> None:
         os.close(fd)
 
 
+def keep_aside(path: Path, tag: str) -> Path:
+    """Rename an unreadable file to `<name>.<tag>` (`<name>.<tag>-2`, `-3`, … when that is taken,
+    so an earlier kept copy is never overwritten) for a person to recover; returns the new path."""
+    aside, n = path.with_name(f"{path.name}.{tag}"), 1
+    while aside.exists():
+        n += 1
+        aside = path.with_name(f"{path.name}.{tag}-{n}")
+    os.replace(path, aside)
+    fsync_dir(path.parent)
+    return aside
+
+
 def _create_temp(target: Path, suffix: str) -> Path:
     # Like tempfile.mkstemp, but with the default permissions (0o666 less the umask) a plain
     # open() would give the target, not mkstemp's private 0o600.

@@ -12,13 +12,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from desktop_app import paths
-from desktop_app.fileio import atomic_write_text
+from desktop_app.fileio import atomic_write_text, keep_aside
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +93,11 @@ def load_settings(path: Path | None = None) -> Settings:
     try:
         data = json.loads(text)
     except ValueError as exc:
-        bad = path.with_name(path.name + ".bad")
-        log.warning("Settings %s are corrupt (%s); moved to %s", path, exc, bad)
-        os.replace(path, bad)
+        try:
+            bad = keep_aside(path, "bad")
+        except OSError:  # a read-only folder: the defaults apply, the file stays as it is
+            bad = path
+        log.warning("Settings %s are corrupt (%s); kept as %s", path, exc, bad)
         return Settings()
     return Settings.from_data(data)
 

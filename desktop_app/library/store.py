@@ -12,7 +12,6 @@ thread can share a store.
 from __future__ import annotations
 
 import logging
-import os
 import sqlite3
 import threading
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 
 from desktop_app import paths, sqlite_util
 from desktop_app.errors import ErrorKind, UserError
+from desktop_app.fileio import keep_aside
 from desktop_app.library.hashing import short_hash
 
 log = logging.getLogger(__name__)
@@ -148,8 +148,7 @@ class LibraryStore:
                                 f"Cannot open the model library {self.path}: {exc}",
                                 "Check that the app's data folder is writable and not full; "
                                 "your model files are not touched.") from exc
-            aside = self.path.with_name(f"{self.path.name}.damaged-{int(time.time())}")
-            os.replace(self.path, aside)
+            aside = keep_aside(self.path, f"damaged-{int(time.time())}")
             for suffix in ("-wal", "-shm"):
                 Path(f"{self.path}{suffix}").unlink(missing_ok=True)
             log.warning("model library %s unreadable (%s); kept it as %s and started a new one",

@@ -10,7 +10,6 @@ from __future__ import annotations
 import enum
 import json
 import logging
-import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ from PySide6.QtCore import QObject, Signal
 
 from desktop_app import paths
 from desktop_app.errors import ErrorKind, UserError
-from desktop_app.fileio import atomic_write_text
+from desktop_app.fileio import atomic_write_text, keep_aside
 from desktop_app.pipeline.api import GenerationRequest, GenerationResult
 
 log = logging.getLogger(__name__)
@@ -170,10 +169,11 @@ class JobQueue(QObject):
         except FileNotFoundError:
             return []
         except (OSError, ValueError) as exc:
-            bad = self._path.with_name(self._path.name + ".bad")
+            try:
+                bad = keep_aside(self._path, "bad")
+            except OSError:  # gone, or the folder is read-only: it stays where it is
+                bad = self._path
             log.warning("Job queue %s is unreadable (%s); moved to %s", self._path, exc, bad)
-            if self._path.exists():
-                os.replace(self._path, bad)
             return [UserError(ErrorKind.corrupt_file, "The saved job queue could not be read.",
                               f"It was kept as {bad}.")]
         errors: list[UserError] = []

@@ -148,6 +148,19 @@ def test_settings_are_written_atomically_and_a_corrupt_file_is_kept(tmp_path: Pa
     assert settings_path().with_name("settings.json.bad").read_text() == "{half"
 
 
+def test_a_corrupt_settings_file_that_cannot_be_moved_still_gives_defaults(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import desktop_app.settings as settings_module
+
+    def refuse(path: Path, tag: str) -> Path:
+        raise PermissionError(13, "Read-only file system", str(path))
+
+    monkeypatch.setattr(settings_module, "keep_aside", refuse)
+    settings_path().write_text("{half", encoding="utf-8")
+    assert load_settings() == Settings()
+    assert settings_path().read_text() == "{half"
+
+
 def test_settings_values_of_the_wrong_type_fall_back_to_defaults() -> None:
     settings_path().write_text(json.dumps({"version": 1, "theme": 3, "parameters": [],
                                            "side_tab": "Gallery", "future_key": 1}))

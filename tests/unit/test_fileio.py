@@ -49,3 +49,17 @@ def test_the_new_file_gets_the_permissions_a_plain_write_would(tmp_path: Path) -
     atomic = tmp_path / "atomic.txt"
     fileio.atomic_write_text(atomic, "x")
     assert os.stat(atomic).st_mode == os.stat(plain).st_mode
+
+
+def test_keep_aside_never_overwrites_an_earlier_copy(tmp_path: Path) -> None:
+    target = tmp_path / "settings.json"
+    kept = []
+    for text in ("{first", "{second", "{third"):
+        target.write_text(text)
+        kept.append(fileio.keep_aside(target, "bad"))
+    assert [p.name for p in kept] == ["settings.json.bad", "settings.json.bad-2",
+                                      "settings.json.bad-3"]
+    assert [p.read_text() for p in kept] == ["{first", "{second", "{third"]
+    assert not target.exists()
+    with pytest.raises(FileNotFoundError):
+        fileio.keep_aside(target, "bad")
