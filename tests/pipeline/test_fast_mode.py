@@ -301,6 +301,39 @@ def test_fast_mode_previews_are_throttled_but_the_last_step_has_one() -> None:
     assert [u.preview is not None for u in updates] == [True, False, False, False, True]
 
 
+@pytest.mark.parametrize("error", [torch.OutOfMemoryError("CUDA out of memory. Tried to allocate"),
+                                   ValueError("a previewer bug")])
+def test_a_failing_preview_switches_previews_off_but_the_steps_go_on(error: Exception) -> None:
+    from diffusers import EulerDiscreteScheduler
+
+    from desktop_app.pipeline.api import CancelToken, StepUpdate
+    from desktop_app.pipeline.backend.diffusers_backend import _StepReporter
+    from desktop_app.pipeline.backend.previews import LinearPreviewer, StepCapture
+
+    class FailsSecondTime(LinearPreviewer):
+        calls = 0
+
+        def rgb(self, latent: torch.Tensor) -> torch.Tensor:
+            self.calls += 1
+            if self.calls == 2:
+                raise error
+            return super().rgb(latent)
+
+    previewer = FailsSecondTime(is_xl=False)
+    updates: list[StepUpdate] = []
+    reporter = _StepReporter(CancelToken(), updates.append, StepCapture(EulerDiscreteScheduler()),
+                             previewer, 0, 1)
+
+    class Pipe:
+        num_timesteps = 5
+
+    for index in range(5):
+        reporter(Pipe(), index, 0, {"latents": torch.randn(1, 4, 8, 8)})
+    assert [u.step for u in updates] == [1, 2, 3, 4, 5]
+    assert [u.preview is not None for u in updates] == [True, False, False, False, False]
+    assert previewer.calls == 2
+
+
 FUSE_ONLY = FastModeConfig(require_cuda=False, compile_unet=False, compile_vae=False)
 
 

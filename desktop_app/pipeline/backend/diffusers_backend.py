@@ -88,7 +88,11 @@ class _StepReporter:
             if now - self._preview_at < self.preview_interval_s:
                 return None
             self._preview_at = now
-        rgb = self.previewer.rgb(self.capture.preview_latents(latents))
+        try:
+            rgb = self.previewer.rgb(self.capture.preview_latents(latents))
+        except Exception as exc:  # a preview must never cost the image itself
+            self._drop_previews(exc)
+            return None
         if rgb.device.type != "cuda":
             return to_preview(rgb)
         ready, self._pending = self._pending, None
@@ -103,6 +107,17 @@ class _StepReporter:
             return None
         ready[1].synchronize()
         return to_preview(ready[0])
+
+    def _drop_previews(self, exc: Exception) -> None:
+        """A failed preview decode (out of memory for a full-VAE preview on a full GPU, say)
+        switches previews off for the rest of this batch; the denoising goes on."""
+        self.previewer = None
+        self._pending = None
+        oom = is_out_of_memory(exc)
+        log.warning("Live preview failed (%s); no more previews in this batch",
+                    "out of memory" if oom else type(exc).__name__, exc_info=not oom)
+        if oom and torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 def _translate(exc: BaseException) -> UserError:
