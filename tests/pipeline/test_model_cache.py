@@ -270,6 +270,10 @@ def test_weights_dtype_agrees_with_diffusers() -> None:
     pipe.vae.to(torch.bfloat16)
     assert weights_dtype(pipe.unet) == pipe.unet.dtype == torch.float32
     assert weights_dtype(pipe.vae) == pipe.vae.dtype == torch.bfloat16
+    pipe.unet.to(torch.float16)
+    pipe.unet.conv_in.to(torch.float32)  # the first weights, kept in fp32 like some models do
+    pipe.unet._keep_in_fp32_modules = ["conv_in"]
+    assert weights_dtype(pipe.unet) == pipe.unet.dtype == torch.float16
 
 
 def test_execution_device_skips_the_module_walk_only_without_offload_hooks(

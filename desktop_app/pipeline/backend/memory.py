@@ -149,8 +149,8 @@ def execution_device(pipe: Any) -> Any:
 
 def weights_dtype(module: Any) -> Any:
     """A diffusers model's `.dtype` without its walk over all submodules (it looks for
-    layerwise-casting hooks, which this app never adds)."""
-    if hasattr(module, "_diffusers_hook"):
+    layerwise-casting hooks, which this app never adds, and skips weights kept in fp32)."""
+    if hasattr(module, "_diffusers_hook") or getattr(module, "_keep_in_fp32_modules", None):
         return module.dtype
     return next(module.parameters()).dtype
 
