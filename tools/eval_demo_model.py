@@ -135,7 +135,7 @@ def check_scorer(count: int) -> dict[str, float]:
 
 
 def generate_all(model: str | None, scenes: list[Scene], cfg: float, seeds: int, steps: int,
-                 out: Path) -> list[list[Image.Image]]:
+                 out: Path, sampler: str | None = None) -> list[list[Image.Image]]:
     """One engine request per scene (batch of `seeds` images); returns the images."""
     from desktop_app.pipeline.api import CancelToken, GenerationRequest
     from desktop_app.pipeline.engine import create_backend
@@ -146,7 +146,7 @@ def generate_all(model: str | None, scenes: list[Scene], cfg: float, seeds: int,
         request = GenerationRequest(
             prompt=demo_data.eval_prompt(scene), model=model, steps=steps, cfg_scale=cfg,
             seed=SEED + 100 * i, width=demo_data.IMAGE_SIZE, height=demo_data.IMAGE_SIZE,
-            batch_size=seeds,
+            batch_size=seeds, **({"sampler": sampler} if sampler else {}),
         )
         result = backend.generate(request, CancelToken(), lambda update: None)
         images.append([Image.open(img.path).convert("RGB") for img in result.images])
@@ -253,6 +253,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, default=2, help="images per prompt")
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--cfgs", default=",".join(f"{c:g}" for c in CFGS))
+    p.add_argument("--sampler", help="an A1111 sampler name (default: the engine's default)")
     p.add_argument("--speed-repeats", type=int, default=5, help="0 skips the speed check")
     p.add_argument("--docs", type=Path, default=ROOT / "docs", help="where the PNGs go")
     p.add_argument("--json-out", type=Path, help="also write the summary here")
@@ -270,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for cfg in (float(c) for c in args.cfgs.split(",")):
             started = time.time()
-            images = generate_all(model, scenes, cfg, args.seeds, args.steps, Path(tmp) / str(cfg))
+            images = generate_all(model, scenes, cfg, args.seeds, args.steps, Path(tmp) / str(cfg),
+                                  args.sampler)
             rows = [score(s, analyse(im))
                     for s, ims in zip(scenes, images, strict=True) for im in ims]
             curve[cfg] = mean_scores(rows)
@@ -285,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     summary.update({
         "images_per_cfg": len(scenes) * args.seeds,
         "held_out_triples": len(scenes) // max(1, args.per_triple), "steps": args.steps,
+        "sampler": args.sampler or "engine default",
         "curve": {f"{k:g}": v for k, v in curve.items()},
         "goals_at_cfg7": {k: {"value": round(at7[k], 3), "goal": g, "met": at7[k] >= g}
                           for k, g in GOALS.items()},
