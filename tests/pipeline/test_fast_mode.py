@@ -281,22 +281,30 @@ def test_the_backend_option_on_a_cpu_generates_as_before_and_can_be_switched_off
     assert fast_mode.fast_mode_state(backend.loaded) is None
 
 
-def test_fast_mode_previews_are_throttled_but_the_last_step_has_one() -> None:
+def report_five_steps(previewer: Any, preview_interval_s: float = 0.0) -> list[Any]:
+    """Five step callbacks of one batch through the engine's `_StepReporter`; the updates."""
     from diffusers import EulerDiscreteScheduler
 
     from desktop_app.pipeline.api import CancelToken, StepUpdate
     from desktop_app.pipeline.backend.diffusers_backend import _StepReporter
-    from desktop_app.pipeline.backend.previews import LinearPreviewer, StepCapture
+    from desktop_app.pipeline.backend.previews import StepCapture
 
     updates: list[StepUpdate] = []
     reporter = _StepReporter(CancelToken(), updates.append, StepCapture(EulerDiscreteScheduler()),
-                             LinearPreviewer(is_xl=False), 0, 1, preview_interval_s=3600.0)
+                             previewer, 0, 1, preview_interval_s=preview_interval_s)
 
     class Pipe:
         num_timesteps = 5
 
     for index in range(5):
         reporter(Pipe(), index, 0, {"latents": torch.randn(1, 4, 8, 8)})
+    return updates
+
+
+def test_fast_mode_previews_are_throttled_but_the_last_step_has_one() -> None:
+    from desktop_app.pipeline.backend.previews import LinearPreviewer
+
+    updates = report_five_steps(LinearPreviewer(is_xl=False), preview_interval_s=3600.0)
     assert [u.step for u in updates] == [1, 2, 3, 4, 5]
     assert [u.preview is not None for u in updates] == [True, False, False, False, True]
 
@@ -304,11 +312,7 @@ def test_fast_mode_previews_are_throttled_but_the_last_step_has_one() -> None:
 @pytest.mark.parametrize("error", [torch.OutOfMemoryError("CUDA out of memory. Tried to allocate"),
                                    ValueError("a previewer bug")])
 def test_a_failing_preview_switches_previews_off_but_the_steps_go_on(error: Exception) -> None:
-    from diffusers import EulerDiscreteScheduler
-
-    from desktop_app.pipeline.api import CancelToken, StepUpdate
-    from desktop_app.pipeline.backend.diffusers_backend import _StepReporter
-    from desktop_app.pipeline.backend.previews import LinearPreviewer, StepCapture
+    from desktop_app.pipeline.backend.previews import LinearPreviewer
 
     class FailsSecondTime(LinearPreviewer):
         calls = 0
@@ -320,15 +324,7 @@ def test_a_failing_preview_switches_previews_off_but_the_steps_go_on(error: Exce
             return super().rgb(latent)
 
     previewer = FailsSecondTime(is_xl=False)
-    updates: list[StepUpdate] = []
-    reporter = _StepReporter(CancelToken(), updates.append, StepCapture(EulerDiscreteScheduler()),
-                             previewer, 0, 1)
-
-    class Pipe:
-        num_timesteps = 5
-
-    for index in range(5):
-        reporter(Pipe(), index, 0, {"latents": torch.randn(1, 4, 8, 8)})
+    updates = report_five_steps(previewer)
     assert [u.step for u in updates] == [1, 2, 3, 4, 5]
     assert [u.preview is not None for u in updates] == [True, False, False, False, False]
     assert previewer.calls == 2
