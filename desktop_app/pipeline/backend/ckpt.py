@@ -68,8 +68,7 @@ def _corrupt(path: Path, what: str) -> UserError:
 
 
 def _unsafe_globals(path: Path) -> list[str]:
-    if not zipfile.is_zipfile(path):
-        return []  # legacy (non-zip) pickle: torch.load(weights_only=True) refuses by itself
+    """Globals a zip checkpoint's pickle names beyond torch's weights-only allow-list."""
     try:
         return list(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
     except (RuntimeError, ValueError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile) as exc:
@@ -175,9 +174,11 @@ def load_ckpt_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
                         "Check the path, or pick the model again in the library.")
     if path.stat().st_size == 0:
         raise _corrupt(path, "the file is empty (0 bytes)")
-    names = _unsafe_globals(path)
-    if not names and not zipfile.is_zipfile(path):
+    if zipfile.is_zipfile(path):
+        names = _unsafe_globals(path)
+    else:  # legacy (non-zip) pickle: torch.load(weights_only=True) refuses unsafe globals itself
         _check_legacy_pickle(path)
+        names = []
     refused = [n for n in names if not is_allowed_stub_global(n)]
     if refused:
         raise _unsafe(path, refused)
