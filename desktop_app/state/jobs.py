@@ -173,7 +173,7 @@ class JobQueue(QObject):
                 bad = keep_aside(self._path, "bad")
             except OSError:  # gone, or the folder is read-only: it stays where it is
                 bad = self._path
-            log.warning("Job queue %s is unreadable (%s); moved to %s", self._path, exc, bad)
+            log.warning("Job queue %s is unreadable (%s); kept as %s", self._path, exc, bad)
             return [UserError(ErrorKind.corrupt_file, "The saved job queue could not be read.",
                               f"It was kept as {bad}.")]
         errors: list[UserError] = []
