@@ -96,6 +96,21 @@ def test_a_corrupt_queue_file_is_kept_aside_and_reported(qtbot: QtBot) -> None:
     assert queue_path().with_name("queue.json.bad").read_text() == "{not json"
 
 
+def test_a_corrupt_queue_file_that_cannot_be_moved_is_reported_where_it_is(
+        qtbot: QtBot, monkeypatch: pytest.MonkeyPatch) -> None:
+    import desktop_app.state.jobs as jobs_module
+
+    def refuse(path: Path, tag: str) -> Path:
+        raise PermissionError(13, "Read-only file system", str(path))
+
+    monkeypatch.setattr(jobs_module, "keep_aside", refuse)
+    queue_path().write_text("{not json", encoding="utf-8")
+    errors = JobQueue().restore()
+    assert len(errors) == 1 and errors[0].kind is ErrorKind.corrupt_file
+    assert str(queue_path()) in errors[0].hint
+    assert queue_path().read_text() == "{not json"
+
+
 def test_one_bad_job_does_not_lose_the_others(qtbot: QtBot) -> None:
     good = GenerationRequest("kept", steps=3).to_dict()
     queue_path().write_text(json.dumps({"version": 1, "jobs": [
