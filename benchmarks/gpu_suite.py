@@ -34,6 +34,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from desktop_app.pipeline.backend.fast_mode import SDPA_BACKENDS
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -352,7 +354,9 @@ def run_family(suite: Suite, family: str, tmp: Path) -> None:
 def run_fast(suite: Suite, runner: Runner, eager: dict[str, Any]) -> None:
     from desktop_app.pipeline.backend import fast_mode
 
-    config = fast_mode.FastModeConfig(inductor_options=tuple(suite.args.inductor))
+    config = fast_mode.FastModeConfig(inductor_options=tuple(suite.args.inductor),
+                                      sdpa_backend=suite.args.sdpa,
+                                      cudnn_benchmark=suite.args.cudnn_benchmark)
     if suite.args.smoke_cpu:
         # aot_eager = one full-graph trace, no code generation; the VAE is left eager (on the
         # CPU, aot_eager trips over group_norm on a non-contiguous input in the VAE attention).
@@ -429,6 +433,7 @@ def result(suite: Suite) -> dict[str, Any]:
     return {"benchmark": "gpu_suite", "env": environment(),
             "tolerance": {"mean_abs": MATCH_MEAN_ABS, "psnr_db": MATCH_PSNR_DB},
             "inductor_options": dict(suite.args.inductor),
+            "sdpa": suite.args.sdpa, "cudnn_benchmark": suite.args.cudnn_benchmark,
             "cases": [{**asdict(c), "median_s": round(c.median_s, 4), "its": round(c.its, 2)}
                       for c in suite.cases],
             "skipped": suite.skipped, "notes": suite.notes,
@@ -495,6 +500,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--inductor", type=inductor_option, action="append", default=[],
                         metavar="NAME=VALUE", help="extra torch._inductor.config setting for "
                         "the fast-mode compiles (repeatable), e.g. coordinate_descent_tuning=1")
+    parser.add_argument("--sdpa", default="auto", choices=SDPA_BACKENDS,
+                        help="attention backend forced in the fast-mode compiles")
+    parser.add_argument("--cudnn-benchmark", action="store_true", help="fast mode lets cuDNN "
+                        "time its convolution algorithms per shape")
     parser.add_argument("--json-out", type=Path, help="also write the results here, after "
                         "every phase")
     parser.add_argument("--warm-child", type=Path, help=argparse.SUPPRESS)

@@ -203,6 +203,19 @@ def test_remove_fast_mode_restores_eager_modules(loaded: Loaded) -> None:
     np.testing.assert_allclose(after, before, atol=1e-5)
 
 
+def test_cudnn_autotuning_is_switched_on_and_restored_with_fast_mode() -> None:
+    state = fast_mode.FastModeState()
+    before = torch.backends.cudnn.benchmark
+    fast_mode._enable_cudnn_benchmark(state)
+    try:
+        assert torch.backends.cudnn.benchmark is True
+        assert state.applied == ["cuDNN autotuning"]
+    finally:
+        for undo in reversed(state.restore):
+            undo()
+    assert torch.backends.cudnn.benchmark is before
+
+
 @pytest.mark.slow
 @inductor_import
 def test_inductor_compile_matches_eager_and_fills_the_cache(loaded: Loaded) -> None:

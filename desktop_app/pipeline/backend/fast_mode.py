@@ -58,7 +58,8 @@ class FastModeConfig:
     `mode="reduce-overhead"` for the UNet; the VAE decode runs once per image, so it is compiled
     without graphs unless `vae_cuda_graphs` (its activations would stay reserved in the pool).
     `inductor_options` are extra `torch._inductor.config` settings for both compiles, as
-    (name, value) pairs (e.g. ("coordinate_descent_tuning", True)).
+    (name, value) pairs (e.g. ("coordinate_descent_tuning", True)). `cudnn_benchmark` lets cuDNN
+    time its convolution algorithms once per shape (compiled shapes are fixed, so it pays once).
     """
 
     compile_unet: bool = True
@@ -69,6 +70,7 @@ class FastModeConfig:
     channels_last: bool = True
     tf32: bool = True
     sdpa_backend: str = "auto"
+    cudnn_benchmark: bool = False
     fullgraph: bool = True
     require_cuda: bool = True
     backend: str | Callable[..., Any] = "inductor"
@@ -238,6 +240,8 @@ def _prepare(pipe: Any, state: FastModeState, config: FastModeConfig) -> None:
         raise ValueError(f"unknown SDPA backend {config.sdpa_backend!r}")
     if device.type == "cuda" and config.tf32:
         _enable_tf32(state)
+    if device.type == "cuda" and config.cudnn_benchmark:
+        _enable_cudnn_benchmark(state)
     if config.fuse_qkv:
         _fuse_qkv(pipe, state)
     ok, why = fast_mode_available(config)
@@ -287,6 +291,19 @@ def _enable_tf32(state: FastModeState) -> None:
             matmul.allow_tf32 = old_flag
     state.restore.append(undo)
     state.applied.append("TF32")
+
+
+def _enable_cudnn_benchmark(state: FastModeState) -> None:
+    """cuDNN picks the fastest convolution algorithm per shape, timed on first use."""
+    import torch
+
+    old = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+
+    def undo() -> None:
+        torch.backends.cudnn.benchmark = old
+    state.restore.append(undo)
+    state.applied.append("cuDNN autotuning")
 
 
 def _fuse_qkv(pipe: Any, state: FastModeState) -> None:
