@@ -6,7 +6,8 @@ One prepared script for a GPU session (CI never has a GPU). For each family (SD1
      random weights directly on the GPU, saves it as a diffusers folder and loads it back through
      our engine (`DiffusersBackend`, previews on) — the raw diffusers calls use the very same
      pipeline object, so both sides run the same weights;
-  2. eager: raw `pipe(...)` + PNG save vs `backend.generate(...)`, alternated, R repeats;
+  2. eager: raw `pipe(...)` + PNG save vs `backend.generate(...)`, alternated, R repeats
+     (`--batch-count N`: one engine job of N images against N raw calls, each saving its PNG);
   3. fast mode (`apply_fast_mode` on the same pipeline): first call = compile time, then the
      same alternation; images compared with the eager ones of the same seed (mean absolute
      difference in 8-bit levels and PSNR; tolerance stated in MATCH_*);
@@ -183,16 +184,17 @@ class Runner:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
-    def request(self, seed: int, low_vram: bool = False) -> Any:
+    def request(self, seed: int, low_vram: bool = False, batch_count: int = 1) -> Any:
         from desktop_app.pipeline.api import GenerationRequest
 
         return GenerationRequest(
             prompt=PROMPT, negative_prompt=NEGATIVE, model=str(self.folder), sampler="Euler",
             steps=self.steps, cfg_scale=7.5, seed=seed, width=self.size, height=self.size,
-            device=self.device, low_vram=low_vram)
+            device=self.device, low_vram=low_vram, batch_count=batch_count)
 
-    def engine(self, seed: int, low_vram: bool = False, on_load: Any = None) -> tuple[float, Any]:
-        """One engine image; (seconds, uint8 array)."""
+    def engine(self, seed: int, low_vram: bool = False, on_load: Any = None,
+               batch_count: int = 1) -> tuple[float, Any]:
+        """One engine job of `batch_count` images; (seconds, uint8 array of the first)."""
         import numpy as np
         from PIL import Image
 
@@ -203,8 +205,8 @@ class Runner:
 
         _sync()
         started = time.perf_counter()
-        result = self.backend.generate(self.request(seed, low_vram), CancelToken(), on_step,
-                                       on_load)
+        result = self.backend.generate(self.request(seed, low_vram, batch_count), CancelToken(),
+                                       on_step, on_load)
         _sync()
         seconds = time.perf_counter() - started
         return seconds, np.asarray(Image.open(result.images[0].path).convert("RGB"))
@@ -235,8 +237,9 @@ class Runner:
             self._raw.set_progress_bar_config(disable=True)
         return self._raw
 
-    def raw(self, seed: int) -> tuple[float, Any]:
-        """One raw diffusers image on the same weights, saved as PNG like a user would."""
+    def raw(self, seed: int, batch_count: int = 1) -> tuple[float, Any]:
+        """`batch_count` raw diffusers images on the same weights, each saved as PNG like a
+        user would; (seconds, uint8 array of the first)."""
         import numpy as np
         import torch
         from diffusers import EulerDiscreteScheduler
@@ -245,12 +248,15 @@ class Runner:
         pipe.scheduler = EulerDiscreteScheduler.from_config(self.scheduler_config)
         _sync()
         started = time.perf_counter()
-        image = pipe(PROMPT, negative_prompt=NEGATIVE, num_inference_steps=self.steps,
-                     guidance_scale=7.5, width=self.size, height=self.size,
-                     generator=torch.Generator("cpu").manual_seed(seed)).images[0]
-        image.save(self.out / f"raw-{seed}.png")
+        images = []
+        for index in range(batch_count):
+            image = pipe(PROMPT, negative_prompt=NEGATIVE, num_inference_steps=self.steps,
+                         guidance_scale=7.5, width=self.size, height=self.size,
+                         generator=torch.Generator("cpu").manual_seed(seed + index)).images[0]
+            image.save(self.out / f"raw-{seed + index}.png")
+            images.append(image)
         _sync()
-        return time.perf_counter() - started, np.asarray(image.convert("RGB"))
+        return time.perf_counter() - started, np.asarray(images[0].convert("RGB"))
 
 
 def compare(a: Any, b: Any) -> dict[str, float | bool]:
@@ -267,14 +273,16 @@ def compare(a: Any, b: Any) -> dict[str, float | bool]:
 
 def alternate(suite: Suite, runner: Runner, label: str, repeats: int) -> dict[str, Any]:
     """Raw and engine alternated (order swapped each round); returns seed-0 images."""
-    raw = Case(runner.family, f"raw {label}", steps=runner.steps)
-    ours = Case(runner.family, f"engine {label}", steps=runner.steps)
+    count = suite.args.batch_count
+    raw = Case(runner.family, f"raw {label}", steps=runner.steps * count)
+    ours = Case(runner.family, f"engine {label}", steps=runner.steps * count)
     images: dict[str, Any] = {}
     for round_ in range(repeats):
         order = [("raw", raw), ("engine", ours)]
         for kind, case in order if round_ % 2 == 0 else order[::-1]:
             _reset_peak()
-            seconds, image = (runner.raw if kind == "raw" else runner.engine)(seed=round_)
+            job = runner.raw if kind == "raw" else runner.engine
+            seconds, image = job(seed=round_, batch_count=count)
             case.seconds.append(seconds)
             case.peak_gib = max(case.peak_gib, _peak_gib())
             if round_ == 0:
@@ -434,6 +442,7 @@ def result(suite: Suite) -> dict[str, Any]:
             "tolerance": {"mean_abs": MATCH_MEAN_ABS, "psnr_db": MATCH_PSNR_DB},
             "inductor_options": dict(suite.args.inductor),
             "sdpa": suite.args.sdpa, "cudnn_benchmark": suite.args.cudnn_benchmark,
+            "batch_count": suite.args.batch_count,
             "cases": [{**asdict(c), "median_s": round(c.median_s, 4), "its": round(c.its, 2)}
                       for c in suite.cases],
             "skipped": suite.skipped, "notes": suite.notes,
@@ -447,7 +456,7 @@ def save_partial(suite: Suite) -> None:
 
 
 def print_table(suite: Suite) -> None:
-    print("\n| family | case | median s/image | it/s | peak VRAM GiB | notes |")
+    print("\n| family | case | median s/job | it/s | peak VRAM GiB | notes |")
     print("|---|---|---|---|---|---|")
     for c in suite.cases:
         notes = ", ".join(f"{k}={v}" for k, v in c.extra.items() if k != "notices")
@@ -500,6 +509,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--inductor", type=inductor_option, action="append", default=[],
                         metavar="NAME=VALUE", help="extra torch._inductor.config setting for "
                         "the fast-mode compiles (repeatable), e.g. coordinate_descent_tuning=1")
+    parser.add_argument("--batch-count", type=int, default=1, help="images per measured job "
+                        "(engine: one job with this batch count; raw: that many calls)")
     parser.add_argument("--sdpa", default="auto", choices=SDPA_BACKENDS,
                         help="attention backend forced in the fast-mode compiles")
     parser.add_argument("--cudnn-benchmark", action="store_true", help="fast mode lets cuDNN "

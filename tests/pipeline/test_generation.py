@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import shutil
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -249,6 +253,71 @@ def test_out_of_memory_becomes_a_user_error_and_the_next_job_works(
         del unet.forward
     assert info.value.kind is ErrorKind.out_of_memory and info.value.hint
     assert len(run(backend, request(**sd15))[0].images) == 1
+
+
+def before_each_save(monkeypatch: pytest.MonkeyPatch, before: Callable[[Path], None]) -> None:
+    """Run `before(path)` ahead of every PNG the backend writes (on its writer threads)."""
+    from desktop_app.pipeline.backend import diffusers_backend
+
+    real_save = diffusers_backend.save_png
+
+    def save(image: Any, path: Path, meta: Any) -> Path:
+        before(path)
+        return real_save(image, path, meta)
+
+    monkeypatch.setattr(diffusers_backend, "save_png", save)
+
+
+def test_images_are_written_in_the_background_and_all_on_disk_when_the_job_returns(
+        sd15: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    writers: set[str] = set()
+
+    def slow(_path: Path) -> None:
+        writers.add(threading.current_thread().name)
+        time.sleep(0.2)
+
+    before_each_save(monkeypatch, slow)
+    backend = DiffusersBackend(tmp_path, previews=False)
+    result, _ = run(backend, request(**sd15, seed=5, batch_size=2, batch_count=2))
+    names = [Path(i.path).name for i in result.images]
+    assert names == ["00001-5.png", "00002-6.png", "00003-7.png", "00004-8.png"]
+    assert [i.seed for i in result.images] == [5, 6, 7, 8]
+    assert all(Path(i.path).stat().st_size > 0 for i in result.images)
+    assert writers and all(name.startswith("image-writer") for name in writers)
+    assert not list(tmp_path.glob(".*"))  # no reservation or temp litter
+
+
+def test_a_failed_save_is_a_clear_error_and_the_other_images_are_kept(
+        sd15: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def disk_full_for_the_second(path: Path) -> None:
+        if path.name.startswith("00002-"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    before_each_save(monkeypatch, disk_full_for_the_second)
+    backend = DiffusersBackend(tmp_path, previews=False)
+    with pytest.raises(UserError) as info:
+        run(backend, request(**sd15, seed=5, batch_count=3))
+    assert "Could not save 00002-6.png" in info.value.message
+    assert os.strerror(errno.ENOSPC) in info.value.message and "free space" in info.value.hint
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["00001-5.png", "00003-7.png"]
+    monkeypatch.undo()
+    assert len(run(backend, request(**sd15, seed=9))[0].images) == 1  # the backend goes on
+
+
+def test_cancel_in_a_later_batch_keeps_the_images_of_earlier_batches(
+        sd15: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    before_each_save(monkeypatch, lambda _path: time.sleep(0.5))  # writing when cancel comes
+    cancel = CancelToken()
+
+    def cancel_in_second_batch(update: StepUpdate) -> None:
+        if update.batch_index == 1:
+            cancel.cancel()
+
+    backend = DiffusersBackend(tmp_path, previews=False)
+    with pytest.raises(GenerationCancelled):
+        run(backend, request(**sd15, seed=5, batch_count=2), cancel_in_second_batch, cancel)
+    assert [p.name for p in tmp_path.glob("*.png")] == ["00001-5.png"]  # complete, on disk
+    assert pixels(tmp_path / "00001-5.png").shape == (SIZE, SIZE, 3)
 
 
 def test_output_to_an_explicit_png_path(sd15: dict[str, Any], tmp_path: Path) -> None:

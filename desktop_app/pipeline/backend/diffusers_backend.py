@@ -5,10 +5,12 @@ that is all that changed → encode the prompts A1111-style → for each of `bat
 calls: CPU noise per image (seed+i), a fresh scheduler from the model's own config, the
 denoising loop with a step callback (progress in real model evaluations, a cheap preview of
 image 0, the cancel check) → our own VAE decode (latents cast to the VAE's dtype, which may be
-float32 under a float16 UNet) → PNG with metadata, written atomically.
+float32 under a float16 UNet) → PNG with metadata, written atomically by a writer thread
+while the next batch denoises; the job returns only when all its images are on disk.
 
 Cancel raises `GenerationCancelled` from the step callback: the loop stops at once, the VAE
-decode never runs, nothing is written, and the pipeline stays usable for the next job.
+decode never runs, nothing more is written (earlier batches of the job are kept), and the
+pipeline stays usable for the next job.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import logging
 import os
 import time
 import warnings
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +54,8 @@ from desktop_app.pipeline.backend.samplers import build_scheduler, quiet_known_w
 from desktop_app.pipeline.backend.text_encoding import Conditioning, encode_prompts
 
 log = logging.getLogger(__name__)
+
+IMAGE_WRITERS = 2  # threads that encode and write PNGs; a batch's images are written in parallel
 
 
 class _StepReporter:
@@ -169,6 +174,10 @@ class DiffusersBackend:
         self._previewer: Any = None
         # LRU of loaded pipelines + VAE swaps + memory plan (low-VRAM mode applied in place).
         self._models = ModelSwitcher(previews=previews, taesd_folder=taesd_folder)
+        # PNG encoding + fsync run here while the next batch denoises (zlib releases the GIL);
+        # every job waits for its own images before it returns, so none is left half-written.
+        self._writer = ThreadPoolExecutor(max_workers=IMAGE_WRITERS,
+                                          thread_name_prefix="image-writer")
 
     # -- Backend protocol -------------------------------------------------------------------
 
@@ -228,23 +237,29 @@ class DiffusersBackend:
         factor = int(pipe.vae_scale_factor)
         shape = (int(pipe.unet.config.in_channels), request.height // factor,
                  request.width // factor)
-        images: list[GeneratedImage] = []
-        for batch in range(request.batch_count):
-            cancel.raise_if_cancelled()
-            first = batch * request.batch_size
-            noise = batch_noise(request, first, request.batch_size, shape)
-            scheduler = build_scheduler(request.sampler, self._scheduler_config, noise.seeds)
-            pipe.scheduler = scheduler
-            reporter = _StepReporter(cancel, on_step, StepCapture(scheduler), self._previewer,
-                                     batch, request.batch_count,
-                                     max(self._preview_interval_s,
-                                         getattr(self._previewer, "min_interval_s", 0.0)))
-            latents = self._denoise(pipe, request, conditioning, noise, reporter)
-            decoded = decode_latents(pipe, latents)
-            pipe.maybe_free_model_hooks()
-            for offset, image in enumerate(decoded):
-                images.append(self._save(loaded, request, first + offset, image))
-        return images
+        saving: list[Future[GeneratedImage]] = []
+        try:
+            for batch in range(request.batch_count):
+                cancel.raise_if_cancelled()
+                first = batch * request.batch_size
+                noise = batch_noise(request, first, request.batch_size, shape)
+                scheduler = build_scheduler(request.sampler, self._scheduler_config, noise.seeds)
+                pipe.scheduler = scheduler
+                reporter = _StepReporter(cancel, on_step, StepCapture(scheduler),
+                                         self._previewer, batch, request.batch_count,
+                                         max(self._preview_interval_s,
+                                             getattr(self._previewer, "min_interval_s", 0.0)))
+                latents = self._denoise(pipe, request, conditioning, noise, reporter)
+                decoded = decode_latents(pipe, latents)
+                pipe.maybe_free_model_hooks()
+                saving += [self._save(loaded, request, first + offset, image)
+                           for offset, image in enumerate(decoded)]
+        finally:
+            wait(saving)  # also on cancel or error: images already made are kept, not lost
+            for future in saving:
+                if future.exception() is not None:
+                    log.error("Saving an image failed", exc_info=future.exception())
+        return [future.result() for future in saving]  # raises the first failed save
 
     @staticmethod
     def _denoise(pipe: Any, request: GenerationRequest, conditioning: Conditioning,
@@ -275,15 +290,27 @@ class DiffusersBackend:
         return output.images  # type: ignore[no-any-return]
 
     def _save(self, loaded: LoadedModel, request: GenerationRequest, index: int,
-              image: Any) -> GeneratedImage:
+              image: Any) -> Future[GeneratedImage]:
+        """Name the file now (numbers follow the batch order), write it on a writer thread."""
         seed = request.seed_for(index)
         meta = ImageMetadata.from_request(
             request, batch_index=index, model_name=loaded.name, model_hash=loaded.sha256,
             vae_name=loaded.vae_name, vae_hash=loaded.vae_sha256,
         )
-        path = save_png(image, self._target(seed, index), meta)
-        return GeneratedImage(path=str(path), seed=seed, width=image.width, height=image.height,
-                              variation_seed=request.variation_seed_for(index))
+        target = self._target(seed, index)
+
+        def write() -> GeneratedImage:
+            try:
+                path = save_png(image, target, meta)
+            except OSError as exc:
+                raise UserError(
+                    ErrorKind.runtime, f"Could not save {target.name}: {exc.strerror or exc}",
+                    "Check that the output folder exists, is writable and has free space.",
+                ) from exc
+            return GeneratedImage(path=str(path), seed=seed, width=image.width,
+                                  height=image.height,
+                                  variation_seed=request.variation_seed_for(index))
+        return self._writer.submit(write)
 
     def _target(self, seed: int, index: int) -> Path:
         if self.output is None:
@@ -298,5 +325,7 @@ class DiffusersBackend:
 def _reserve_in(folder: Path, seed: int) -> Path:
     """A fresh `NNNNN-<seed>.png` directly in `folder`, reserved like the gallery's names."""
     folder.mkdir(parents=True, exist_ok=True)
-    number = 1 + sum(1 for name in os.listdir(folder) if storage.is_image_name(name))
+    # Reserved names count too: earlier images of the job may still be on the writer thread.
+    number = 1 + sum(1 for name in os.listdir(folder)
+                     if storage.is_image_name(name) or name.endswith(storage.RESERVE_SUFFIX))
     return storage.reserve_numbered(folder, seed, number)
