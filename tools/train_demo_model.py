@@ -4,12 +4,15 @@ The committed weights in resources/models/demo/ are exactly what this command pr
 
     .venv/bin/python tools/train_demo_model.py --out resources/models/demo
 
-(1 CPU thread, all other options at their defaults). Stages, each fully determined by --seed:
+(1 CPU thread for stages 1-2, 2 for stages 3-4, all options at their defaults). Stages, each
+fully determined by --seed:
 1. VAE (AutoencoderKL, x8 downsampling, 4 latent channels) on 32x32 crops of rendered images;
 2. encode a fixed pool of rendered training images to latents, scaling_factor = 1 / latent std;
 3. UNet2DConditionModel + CLIPTextModel (real CLIP tokenizer) jointly, epsilon prediction on the
    standard SD schedule (scaled_linear 0.00085-0.012, 1000 steps), 10 % caption dropout so
-   classifier-free guidance works, offset noise for flat colours, min-SNR weighting, EMA weights;
+   classifier-free guidance works, offset noise for flat colours, min-SNR weighting, the
+   latent pixels under the shape weighted 1 + 3x (--shape-weight: small shapes cover ~5 of the
+   64 latent pixels and were drawn in the wrong colour), EMA weights;
 4. save a StableDiffusionPipeline folder in fp16 safetensors, tokenizer = resources/tokenizer,
    plus latent_preview.json: the least-squares latent -> RGB map the engine's previews use.
 
@@ -55,7 +58,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="checkpoints and logs (resumed when present)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (1: OpenMP threads thrash on a shared, busy CPU)")
+                   help="torch CPU threads for stages 1-2 (VAE, latent pool)")
+    p.add_argument("--unet-threads", type=int, default=2,
+                   help="torch CPU threads for stages 3-4 (UNet + text encoder, export); the "
+                        "thread count changes the sums' order, so it is part of the recipe")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--vae-steps", type=int, default=4000)
     p.add_argument("--vae-batch", type=int, default=8)
@@ -63,7 +69,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--unet-steps", type=int, default=1400)
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--shape-weight", type=float, default=0.0,
+    p.add_argument("--shape-weight", type=float, default=3.0,
                    help="extra loss weight on the latent pixels the shape covers (0 = plain "
                         "loss); small shapes cover ~5 of the 64 latent pixels")
     p.add_argument("--checkpoint-every", type=int, default=250)
@@ -417,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     triples = demo_data.train_triples()
     if args.export_only:
+        torch.set_num_threads(args.unet_threads)  # as in stage 4
         return export_checkpoint(args)
     setup_device(args)
     if args.probe:
@@ -440,6 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.stop_after == "pool":
         return 0
     t2 = time.time()
+    torch.set_num_threads(args.unet_threads)
     unet, te, tokenizer = train_unet(args, scenes, latents)
     t3 = time.time()
     save_pipeline(args, vae, unet, te, tokenizer, scale, fit_preview_map(scenes, latents))
@@ -447,6 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     unet_loss = torch.load(args.work / "unet.pt")["loss"]
     summary = {
         "out": str(args.out), "seed": args.seed, "device": args.device, "threads": args.threads,
+        "unet_threads": args.unet_threads, "shape_weight": args.shape_weight,
         "vae_steps": args.vae_steps, "unet_steps": args.unet_steps, "batch": args.batch,
         "scaling_factor": round(scale, 5), "vae_loss": round(vae_loss, 5),
         "unet_loss": round(unet_loss, 5), "vae_s": round(t1 - t0), "encode_s": round(t2 - t1),
