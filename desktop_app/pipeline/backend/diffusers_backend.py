@@ -241,6 +241,7 @@ class DiffusersBackend:
         try:
             for batch in range(request.batch_count):
                 cancel.raise_if_cancelled()
+                _raise_failed_save(saving)  # a full disk stops the job, as a direct write would
                 first = batch * request.batch_size
                 noise = batch_noise(request, first, request.batch_size, shape)
                 scheduler = build_scheduler(request.sampler, self._scheduler_config, noise.seeds)
@@ -320,6 +321,12 @@ class DiffusersBackend:
                 return self.output
             return self.output.with_name(f"{self.output.stem}-{index}{self.output.suffix}")
         return _reserve_in(self.output, seed)
+
+
+def _raise_failed_save(saving: list[Future[GeneratedImage]]) -> None:
+    for future in saving:
+        if future.done() and future.exception() is not None:
+            future.result()
 
 
 def _reserve_in(folder: Path, seed: int) -> Path:
