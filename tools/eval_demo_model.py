@@ -249,7 +249,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--model", default=str(ROOT / "resources" / "models" / "demo"),
                    help="diffusers folder; 'default' = the engine's own default (no --model)")
-    p.add_argument("--per-triple", type=int, default=2, help="prompts per held-out triple")
+    p.add_argument("--per-triple", type=int, default=4,
+                   help="prompts per held-out triple (4: 192 images per CFG)")
     p.add_argument("--seeds", type=int, default=2, help="images per prompt")
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--cfgs", default=",".join(f"{c:g}" for c in CFGS))
