@@ -309,6 +309,18 @@ def test_a_failed_save_is_a_clear_error_and_the_other_images_are_kept(
     assert len(run(backend, request(**sd15, seed=9))[0].images) == 1  # the backend goes on
 
 
+def test_an_output_folder_that_cannot_be_made_is_a_clear_error(sd15: dict[str, Any],
+                                                               tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the output folder should go")
+    backend = DiffusersBackend(blocker / "images", previews=False)
+    with pytest.raises(UserError) as info:
+        run(backend, request(**sd15))
+    assert info.value.message.startswith(f"Could not save the image in {blocker / 'images'}: ")
+    assert "writable" in info.value.hint
+    assert blocker.read_text() == "a file where the output folder should go"
+
+
 def test_cancel_in_a_later_batch_keeps_the_images_of_earlier_batches(
         sd15: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     before_each_save(monkeypatch, lambda _path: time.sleep(0.5))  # writing when cancel comes

@@ -298,16 +298,16 @@ class DiffusersBackend:
             request, batch_index=index, model_name=loaded.name, model_hash=loaded.sha256,
             vae_name=loaded.vae_name, vae_hash=loaded.vae_sha256,
         )
-        target = self._target(seed, index)
+        try:
+            target = self._target(seed, index)
+        except OSError as exc:
+            raise _save_failed(f"the image in {self.output or storage.day_dir()}", exc) from exc
 
         def write() -> GeneratedImage:
             try:
                 path = save_png(image, target, meta)
             except OSError as exc:
-                raise UserError(
-                    ErrorKind.runtime, f"Could not save {target.name}: {exc.strerror or exc}",
-                    "Check that the output folder exists, is writable and has free space.",
-                ) from exc
+                raise _save_failed(target.name, exc) from exc
             return GeneratedImage(path=str(path), seed=seed, width=image.width,
                                   height=image.height,
                                   variation_seed=request.variation_seed_for(index))
@@ -321,6 +321,11 @@ class DiffusersBackend:
                 return self.output
             return self.output.with_name(f"{self.output.stem}-{index}{self.output.suffix}")
         return _reserve_in(self.output, seed)
+
+
+def _save_failed(what: str, exc: OSError) -> UserError:
+    return UserError(ErrorKind.runtime, f"Could not save {what}: {exc.strerror or exc}",
+                     "Check that the output folder exists, is writable and has free space.")
 
 
 def _raise_failed_save(saving: list[Future[GeneratedImage]]) -> None:
