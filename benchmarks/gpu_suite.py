@@ -35,12 +35,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from desktop_app.pipeline.backend.fast_mode import SDPA_BACKENDS
-
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from desktop_app.pipeline.backend.fast_mode import SDPA_BACKENDS  # noqa: E402  (no torch import)
 
 MATCH_MEAN_ABS = 2.0  # 8-bit levels
 MATCH_PSNR_DB = 30.0
