@@ -60,6 +60,15 @@ def keep_aside(path: Path, tag: str) -> Path:
     return aside
 
 
+def keep_aside_if_possible(path: Path, tag: str) -> Path:
+    """`keep_aside`, or `path` itself when it cannot be moved (already gone, or a read-only
+    folder): for files the app can do without, where a failed move must not stop it."""
+    try:
+        return keep_aside(path, tag)
+    except OSError:
+        return path
+
+
 def _create_temp(target: Path, suffix: str) -> Path:
     # Like tempfile.mkstemp, but with the default permissions (0o666 less the umask) a plain
     # open() would give the target, not mkstemp's private 0o600.

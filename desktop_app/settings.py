@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from desktop_app import paths
-from desktop_app.fileio import atomic_write_text, keep_aside
+from desktop_app.fileio import atomic_write_text, keep_aside_if_possible
 
 log = logging.getLogger(__name__)
 
@@ -93,10 +93,7 @@ def load_settings(path: Path | None = None) -> Settings:
     try:
         data = json.loads(text)
     except ValueError as exc:
-        try:
-            bad = keep_aside(path, "bad")
-        except OSError:  # a read-only folder: the defaults apply, the file stays as it is
-            bad = path
+        bad = keep_aside_if_possible(path, "bad")  # read-only folder: defaults, file stays
         log.warning("Settings %s are corrupt (%s); kept as %s", path, exc, bad)
         return Settings()
     return Settings.from_data(data)

@@ -18,7 +18,7 @@ from PySide6.QtCore import QObject, Signal
 
 from desktop_app import paths
 from desktop_app.errors import ErrorKind, UserError
-from desktop_app.fileio import atomic_write_text, keep_aside
+from desktop_app.fileio import atomic_write_text, keep_aside_if_possible
 from desktop_app.pipeline.api import GenerationRequest, GenerationResult
 
 log = logging.getLogger(__name__)
@@ -169,10 +169,7 @@ class JobQueue(QObject):
         except FileNotFoundError:
             return []
         except (OSError, ValueError) as exc:
-            try:
-                bad = keep_aside(self._path, "bad")
-            except OSError:  # gone, or the folder is read-only: it stays where it is
-                bad = self._path
+            bad = keep_aside_if_possible(self._path, "bad")
             log.warning("Job queue %s is unreadable (%s); kept as %s", self._path, exc, bad)
             return [UserError(ErrorKind.corrupt_file, "The saved job queue could not be read.",
                               f"It was kept as {bad}.")]

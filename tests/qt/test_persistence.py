@@ -98,12 +98,12 @@ def test_a_corrupt_queue_file_is_kept_aside_and_reported(qtbot: QtBot) -> None:
 
 def test_a_corrupt_queue_file_that_cannot_be_moved_is_reported_where_it_is(
         qtbot: QtBot, monkeypatch: pytest.MonkeyPatch) -> None:
-    import desktop_app.state.jobs as jobs_module
+    import desktop_app.fileio as fileio_module
 
     def refuse(path: Path, tag: str) -> Path:
         raise PermissionError(13, "Read-only file system", str(path))
 
-    monkeypatch.setattr(jobs_module, "keep_aside", refuse)
+    monkeypatch.setattr(fileio_module, "keep_aside", refuse)
     queue_path().write_text("{not json", encoding="utf-8")
     errors = JobQueue().restore()
     assert len(errors) == 1 and errors[0].kind is ErrorKind.corrupt_file
@@ -165,12 +165,12 @@ def test_settings_are_written_atomically_and_a_corrupt_file_is_kept(tmp_path: Pa
 
 def test_a_corrupt_settings_file_that_cannot_be_moved_still_gives_defaults(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    import desktop_app.settings as settings_module
+    import desktop_app.fileio as fileio_module
 
     def refuse(path: Path, tag: str) -> Path:
         raise PermissionError(13, "Read-only file system", str(path))
 
-    monkeypatch.setattr(settings_module, "keep_aside", refuse)
+    monkeypatch.setattr(fileio_module, "keep_aside", refuse)
     settings_path().write_text("{half", encoding="utf-8")
     assert load_settings() == Settings()
     assert settings_path().read_text() == "{half"
