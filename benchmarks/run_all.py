@@ -31,6 +31,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "engine_overhead": [],
     "model_switch": ["--rounds", "3"],
     "demo_speed": [],
+    "png_save": [],
     "gallery_scale": ["--count", "20000"],
     "library_scan": [],
     "compile_cache": [],

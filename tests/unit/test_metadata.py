@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from desktop_app.gallery import storage
+from desktop_app.gallery import png_encode, storage
 from desktop_app.gallery.metadata import (
     ImageMetadata,
     format_a1111,
@@ -118,15 +118,36 @@ def test_save_png_leaves_no_temp_file_when_encoding_fails(tmp_path: Path) -> Non
     class Broken(Exception):
         pass
 
-    image = Image.new("RGB", (8, 8))
-
     def explode(*_args: object, **_kwargs: object) -> None:
         raise Broken()
 
-    image.save = explode  # type: ignore[method-assign]
-    with pytest.raises(Broken):
-        save_png(image, tmp_path / "out" / "b.png", _meta())
+    (tmp_path / "out").mkdir()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(png_encode, "encode", explode)
+        with pytest.raises(Broken):
+            save_png(Image.new("RGB", (8, 8)), tmp_path / "out" / "b.png", _meta())
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_save_png_leaves_no_temp_file_when_the_write_fails(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    def disk_full(*_args: object, **_kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        save_png(Image.new("RGB", (8, 8)), tmp_path / "out" / "b.png", _meta())
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_save_png_converts_other_modes(tmp_path: Path) -> None:
+    palette = Image.new("RGB", (6, 4), (10, 200, 30)).convert("P")
+    meta = _meta()
+    path = save_png(palette, tmp_path / "p.png", meta)
+    with Image.open(path) as image:
+        assert image.mode == "RGB"
+        assert image.getpixel((5, 3)) == palette.convert("RGB").getpixel((5, 3))
+    assert read_image_metadata(path) == meta
 
 
 def test_new_image_path_layout_and_numbering(tmp_path: Path) -> None:

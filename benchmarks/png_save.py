@@ -1,0 +1,88 @@
+"""PNG encoding: our banded multi-core encoder (gallery.png_encode) vs Pillow's, same zlib level.
+
+    .venv/bin/python -m benchmarks.png_save                  # 512² and 1024², 5 repeats
+    .venv/bin/python -m benchmarks.png_save --sizes 1024 --repeats 9
+
+Two kinds of image per size: "smooth" (gradients plus a little noise, compresses like a
+photo) and "noise" (uniform random bytes, what random-weight models make in the GPU suite).
+Both encoders write the same pixels at level 4 (metadata.PNG_LEVEL); the figures are the median
+encode time in memory (no disk) and the file size. Prints a table and a final JSON line with
+`speedup` = Pillow / ours per case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def _images(size: int) -> dict[str, Any]:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:size, 0:size]
+    base = np.stack([(x * (c + 1) // 3 + y * (3 - c) // 2) % 256 for c in range(3)], axis=-1)
+    smooth = (base + rng.integers(0, 12, base.shape)).clip(0, 255).astype(np.uint8)
+    noise = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+    return {"smooth": Image.fromarray(smooth), "noise": Image.fromarray(noise)}
+
+
+def _median_s(encode: Any, repeats: int) -> tuple[float, int]:
+    times, size = [], 0
+    for _ in range(repeats):
+        started = time.perf_counter()
+        size = len(encode())
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), size
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="512,1024", help="comma-separated square sizes")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args(argv)
+
+    from desktop_app.gallery import png_encode
+    from desktop_app.gallery.metadata import PNG_LEVEL
+
+    def pillow(image: Any) -> bytes:
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG", compress_level=PNG_LEVEL)
+        return buffer.getvalue()
+
+    cases: list[dict[str, Any]] = []
+    print(f"cores {os.cpu_count()}, encoder threads {png_encode._threads()}, level {PNG_LEVEL}")
+    print(f"{'case':<14} {'Pillow ms':>10} {'ours ms':>9} {'speed-up':>9} "
+          f"{'Pillow KiB':>11} {'ours KiB':>9}")
+    for size in (int(s) for s in args.sizes.split(",")):
+        for kind, image in _images(size).items():
+            png_encode.encode(image)  # warm the thread pool
+            theirs_s, theirs_b = _median_s(lambda image=image: pillow(image), args.repeats)
+            ours_s, ours_b = _median_s(
+                lambda image=image: png_encode.encode(image, level=PNG_LEVEL), args.repeats)
+            case = {"case": f"{kind} {size}²", "pillow_ms": round(theirs_s * 1000, 1),
+                    "ours_ms": round(ours_s * 1000, 1),
+                    "speedup": round(theirs_s / ours_s, 2), "pillow_kib": theirs_b // 1024,
+                    "ours_kib": ours_b // 1024}
+            cases.append(case)
+            print(f"{case['case']:<14} {case['pillow_ms']:>10} {case['ours_ms']:>9} "
+                  f"{case['speedup']:>8}× {case['pillow_kib']:>11} {case['ours_kib']:>9}")
+    print(json.dumps({"benchmark": "png_save", "cores": os.cpu_count(),
+                      "threads": png_encode._threads(), "level": PNG_LEVEL, "cases": cases}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
