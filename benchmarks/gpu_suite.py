@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from desktop_app.gallery.metadata import PNG_LEVEL  # noqa: E402
 from desktop_app.pipeline.backend.fast_mode import SDPA_BACKENDS  # noqa: E402  (no torch import)
 
 MATCH_MEAN_ABS = 2.0  # 8-bit levels
@@ -160,10 +161,12 @@ def build_random_folder(family: str, folder: Path, device: str, smoke: bool) -> 
 class Runner:
     """Runs raw diffusers and our engine on one loaded model."""
 
-    def __init__(self, family: str, folder: Path, out: Path, device: str, smoke: bool) -> None:
+    def __init__(self, family: str, folder: Path, out: Path, device: str, smoke: bool,
+                 same_prompt: bool = False) -> None:
         from desktop_app.pipeline.backend.diffusers_backend import DiffusersBackend
 
         self.family, self.folder, self.out, self.device = family, folder, out, device
+        self.same_prompt = same_prompt
         self.size = 64 if smoke else FAMILIES[family]
         self.steps = 3 if smoke else 30
         self.backend = DiffusersBackend(out / "engine", previews=True)
@@ -184,13 +187,18 @@ class Runner:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
+    def prompt(self, seed: int) -> str:
+        """One prompt for every job with --same-prompt (the engine then reuses the last job's
+        embeddings, as for "generate again"); else one per seed, so that it never does."""
+        return PROMPT if self.same_prompt else f"{PROMPT}, take {seed}"
+
     def request(self, seed: int, low_vram: bool = False, batch_count: int = 1) -> Any:
         from desktop_app.pipeline.api import GenerationRequest
 
         return GenerationRequest(
-            prompt=PROMPT, negative_prompt=NEGATIVE, model=str(self.folder), sampler="Euler",
-            steps=self.steps, cfg_scale=7.5, seed=seed, width=self.size, height=self.size,
-            device=self.device, low_vram=low_vram, batch_count=batch_count)
+            prompt=self.prompt(seed), negative_prompt=NEGATIVE, model=str(self.folder),
+            sampler="Euler", steps=self.steps, cfg_scale=7.5, seed=seed, width=self.size,
+            height=self.size, device=self.device, low_vram=low_vram, batch_count=batch_count)
 
     def engine(self, seed: int, low_vram: bool = False, on_load: Any = None,
                batch_count: int = 1) -> tuple[float, Any]:
@@ -239,7 +247,7 @@ class Runner:
 
     def raw(self, seed: int, batch_count: int = 1) -> tuple[float, Any]:
         """`batch_count` raw diffusers images on the same weights, each saved as PNG like a
-        user would; (seconds, uint8 array of the first)."""
+        user would (Pillow, at the engine's zlib level); (seconds, uint8 array of the first)."""
         import numpy as np
         import torch
         from diffusers import EulerDiscreteScheduler
@@ -250,10 +258,11 @@ class Runner:
         started = time.perf_counter()
         images = []
         for index in range(batch_count):
-            image = pipe(PROMPT, negative_prompt=NEGATIVE, num_inference_steps=self.steps,
-                         guidance_scale=7.5, width=self.size, height=self.size,
+            image = pipe(self.prompt(seed), negative_prompt=NEGATIVE,
+                         num_inference_steps=self.steps, guidance_scale=7.5, width=self.size,
+                         height=self.size,
                          generator=torch.Generator("cpu").manual_seed(seed + index)).images[0]
-            image.save(self.out / f"raw-{seed + index}.png")
+            image.save(self.out / f"raw-{seed + index}.png", compress_level=PNG_LEVEL)
             images.append(image)
         _sync()
         return time.perf_counter() - started, np.asarray(images[0].convert("RGB"))
@@ -339,7 +348,7 @@ def run_family(suite: Suite, family: str, tmp: Path) -> None:
         build_random_folder(family, folder, device, args.smoke_cpu)
         suite.notes.append(f"{family}: built + saved random weights in "
                            f"{time.perf_counter() - started:.1f} s")
-    runner = Runner(family, folder, tmp / family, device, args.smoke_cpu)
+    runner = Runner(family, folder, tmp / family, device, args.smoke_cpu, args.same_prompt)
     (tmp / family).mkdir(exist_ok=True)
     started = time.perf_counter()
     runner.engine(seed=100)  # load + warm-up (CUDA context, cuBLAS/cuDNN autotune)
@@ -442,7 +451,7 @@ def result(suite: Suite) -> dict[str, Any]:
             "tolerance": {"mean_abs": MATCH_MEAN_ABS, "psnr_db": MATCH_PSNR_DB},
             "inductor_options": dict(suite.args.inductor),
             "sdpa": suite.args.sdpa, "cudnn_benchmark": suite.args.cudnn_benchmark,
-            "batch_count": suite.args.batch_count,
+            "batch_count": suite.args.batch_count, "same_prompt": suite.args.same_prompt,
             "cases": [{**asdict(c), "median_s": round(c.median_s, 4), "its": round(c.its, 2)}
                       for c in suite.cases],
             "skipped": suite.skipped, "notes": suite.notes,
@@ -511,6 +520,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "the fast-mode compiles (repeatable), e.g. coordinate_descent_tuning=1")
     parser.add_argument("--batch-count", type=int, default=1, help="images per measured job "
                         "(engine: one job with this batch count; raw: that many calls)")
+    parser.add_argument("--same-prompt", action="store_true", help="one prompt for all jobs "
+                        "(the engine reuses its embeddings); default: one per seed")
     parser.add_argument("--sdpa", default="auto", choices=SDPA_BACKENDS,
                         help="attention backend forced in the fast-mode compiles")
     parser.add_argument("--cudnn-benchmark", action="store_true", help="fast mode lets cuDNN "

@@ -19,7 +19,7 @@ import torch
 from desktop_app.errors import ErrorKind, UserError
 from desktop_app.gallery.metadata import read_image_metadata
 from desktop_app.pipeline.api import CancelToken, GenerationCancelled, StepUpdate
-from desktop_app.pipeline.backend.diffusers_backend import DiffusersBackend
+from desktop_app.pipeline.backend.diffusers_backend import DiffusersBackend, to_pil_images
 from desktop_app.pipeline.backend.text_encoding import _apply_emphasis, encode_prompts
 from tests.pipeline.engine_helpers import SIZE, images_of, pixels, request, run
 
@@ -459,3 +459,67 @@ def test_sdxl_encoding_matches_diffusers_and_zeroes_an_empty_negative(
     assert empty.negative_pooled_prompt_embeds.abs().sum() == 0
     skip2 = encode_prompts(pipe, "a photo of a cat", "ugly", clip_skip=2)
     assert not torch.allclose(skip2.prompt_embeds, ours.prompt_embeds)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_pil_conversion_matches_diffusers_postprocess_pixel_for_pixel(dtype: torch.dtype) -> None:
+    from diffusers.image_processor import VaeImageProcessor
+
+    generator = torch.Generator().manual_seed(0)
+    decoded = torch.randn(2, 3, 33, 47, generator=generator) * 1.2  # some values clip at ±1
+    # Values whose 8-bit level lies on a rounding boundary: k/255 - 0.5/255, in [-1, 1].
+    levels = torch.arange(256, dtype=torch.float64)
+    decoded[0, 0, 0, :47] = ((levels[:47] + 0.5) / 255 * 2 - 1).float()
+    decoded = decoded.to(dtype)
+    ours = to_pil_images(decoded)
+    theirs = VaeImageProcessor(vae_scale_factor=8).postprocess(decoded, output_type="pil")
+    assert len(ours) == len(theirs) == 2
+    for mine, reference in zip(ours, theirs, strict=True):
+        assert mine.mode == reference.mode == "RGB" and mine.size == (47, 33)
+        assert np.array_equal(np.asarray(mine), np.asarray(reference))
+    grey = to_pil_images(decoded[:, :1], denormalize=False)[0]
+    assert grey.mode == "L" and grey.size == (47, 33)
+
+
+def test_the_same_prompts_are_encoded_once_and_give_the_same_pixels(
+        sd15: dict[str, Any]) -> None:
+    backend = DiffusersBackend(previews=False)
+    run(backend, request(**sd15, seed=3))
+    assert backend.loaded is not None
+    calls: list[int] = []
+    hook = backend.loaded.pipe.text_encoder.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        cached = images_of(run(backend, request(**sd15, seed=5))[0])[0]
+        assert calls == []  # same prompt, negative and clip skip: the last job's embeddings
+        run(backend, request(**sd15, seed=5, negative_prompt="blurry"))
+        assert (after_negative := len(calls)) > 0
+        run(backend, request(**sd15, seed=5, negative_prompt="blurry", clip_skip=2))
+        assert len(calls) > after_negative
+    finally:
+        hook.remove()
+    fresh = images_of(run(DiffusersBackend(previews=False), request(**sd15, seed=5))[0])[0]
+    assert np.array_equal(cached, fresh)
+
+
+def test_the_prompt_cache_never_serves_another_pipeline(monkeypatch: pytest.MonkeyPatch) -> None:
+    from desktop_app.pipeline.backend import text_encoding
+
+    encoded: list[str] = []
+
+    def fake_encode(pipe: object, prompt: str, negative: str, clip_skip: int = 1) -> Any:
+        encoded.append(prompt)  # not the pipe: the cache alone may keep it (weakly)
+        return object()
+
+    class Pipe:
+        pass
+
+    monkeypatch.setattr(text_encoding, "encode_prompts", fake_encode)
+    monkeypatch.setattr(text_encoding, "execution_device", lambda pipe: "cpu")
+    cache = text_encoding.PromptCache()
+    first, second = Pipe(), Pipe()
+    value = cache.encode(first, "cat", "")
+    assert cache.encode(first, "cat", "") is value and len(encoded) == 1
+    assert cache.encode(second, "cat", "") is not value and len(encoded) == 2  # another model
+    assert cache.encode(first, "cat", "") is not value and len(encoded) == 3
+    del first
+    assert cache._value is None  # the pipeline is gone, and its embeddings with it

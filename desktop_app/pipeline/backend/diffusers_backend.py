@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 
 from desktop_app.errors import ErrorKind, UserError, friendly_error
 from desktop_app.gallery import storage
@@ -51,7 +52,7 @@ from desktop_app.pipeline.backend.model_cache import ModelSwitcher
 from desktop_app.pipeline.backend.noise import BatchNoise, batch_noise
 from desktop_app.pipeline.backend.previews import StepCapture, to_preview
 from desktop_app.pipeline.backend.samplers import build_scheduler, quiet_known_warnings
-from desktop_app.pipeline.backend.text_encoding import Conditioning, encode_prompts
+from desktop_app.pipeline.backend.text_encoding import Conditioning, PromptCache
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ def _translate(exc: BaseException) -> UserError:
 
 
 @torch.no_grad()
-def decode_latents(pipe: Any, latents: torch.Tensor) -> list[Any]:
+def decode_latents(pipe: Any, latents: torch.Tensor) -> list[Image.Image]:
     """Full VAE decode to PIL images; latents are cast to the VAE's own dtype first."""
     vae = pipe.vae
     config = vae.config
@@ -148,7 +149,21 @@ def decode_latents(pipe: Any, latents: torch.Tensor) -> list[Any]:
     else:
         latents = latents / config.scaling_factor
     image = vae.decode(latents, return_dict=False)[0]
-    return list(pipe.image_processor.postprocess(image, output_type="pil"))
+    return to_pil_images(image, denormalize=pipe.image_processor.config.do_normalize)
+
+
+def to_pil_images(image: torch.Tensor, *, denormalize: bool = True) -> list[Image.Image]:
+    """PIL images of a decoded batch (N, C, H, W), pixel for pixel what diffusers'
+    `VaeImageProcessor.postprocess(image, output_type="pil")` makes, with the float → 8-bit
+    step done where the image is: a quarter (fp32 VAE: an eighth) of the bytes cross to the host
+    and no numpy pass over full-size float arrays runs on the CPU (0.06 s of an SDXL image
+    on the H200 machine). Same operations in the same dtypes, so the rounding is identical."""
+    if denormalize:
+        image = (image * 0.5 + 0.5).clamp(0, 1)  # as VaeImageProcessor.denormalize
+    pixels = (image.float() * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    if pixels.shape[-1] == 1:
+        return [Image.fromarray(one[..., 0], mode="L") for one in pixels]
+    return [Image.fromarray(one) for one in pixels]
 
 
 class DiffusersBackend:
@@ -172,6 +187,7 @@ class DiffusersBackend:
         self._loaded: LoadedModel | None = None
         self._scheduler_config: dict[str, Any] = {}
         self._previewer: Any = None
+        self._prompts = PromptCache()  # the last job's embeddings, reused for the same prompts
         # LRU of loaded pipelines + VAE swaps + memory plan (low-VRAM mode applied in place).
         self._models = ModelSwitcher(previews=previews, taesd_folder=taesd_folder)
         # PNG encoding + fsync run here while the next batch denoises (zlib releases the GIL);
@@ -232,8 +248,8 @@ class DiffusersBackend:
     def _run(self, loaded: LoadedModel, request: GenerationRequest, cancel: CancelToken,
              on_step: StepCallback) -> list[GeneratedImage]:
         pipe = loaded.pipe
-        conditioning = encode_prompts(pipe, request.prompt, request.negative_prompt,
-                                      request.clip_skip)
+        conditioning = self._prompts.encode(pipe, request.prompt, request.negative_prompt,
+                                            request.clip_skip)
         factor = int(pipe.vae_scale_factor)
         shape = (int(pipe.unet.config.in_channels), request.height // factor,
                  request.width // factor)
