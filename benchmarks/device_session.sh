@@ -4,7 +4,8 @@
 #      from the stage-1 VAE checkpoint made on the CPU (`--stop-after vae`, carried in VAE_CKPT);
 #      the number of steps is chosen from a timed probe so the stage fits DEMO_S seconds, and the
 #      exact command is printed and kept in the log;
-#   2. benchmarks.gpu_suite with whatever time is left (it skips phases that would not fit).
+#   2. benchmarks.png_save (our PNG encoder vs Pillow on this machine's cores);
+#   3. benchmarks.gpu_suite with whatever time is left (it skips phases that would not fit).
 # Results go to $OUT (the demo model as a split tar, logs, the suite's JSON). SUITE_ARGS are
 # passed on to the suite (e.g. --profile); DEMO_S=0 skips the training. SUITE_RUNS instead runs
 # the suite several times in fresh processes, "SECONDS:ARGS" items separated by ';' (the last
@@ -63,6 +64,9 @@ print(json.load(sys.stdin)['probe_s_per_step'])")
     echo "demo training probe failed; no training" | tee "$OUT/demo_train.log"
   fi
 fi
+
+# The PNG encoder against Pillow on this machine's cores (~10 s).
+timeout 60 python3 -m benchmarks.png_save 2>&1 | tee "$OUT/png_save.log"
 
 suite() {  # suite BUDGET_S NAME ARGS...: one gpu_suite process
   local budget=$1 name=$2
