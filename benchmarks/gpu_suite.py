@@ -373,12 +373,13 @@ def run_fast(suite: Suite, runner: Runner, eager: dict[str, Any]) -> None:
 
     config = fast_mode.FastModeConfig(inductor_options=tuple(suite.args.inductor),
                                       sdpa_backend=suite.args.sdpa,
-                                      cudnn_benchmark=suite.args.cudnn_benchmark)
+                                      cudnn_benchmark=suite.args.cudnn_benchmark,
+                                      fp8=suite.args.fp8)
     if suite.args.smoke_cpu:
         # aot_eager = one full-graph trace, no code generation; the VAE is left eager (on the
         # CPU, aot_eager trips over group_norm on a non-contiguous input in the VAE attention).
         config = fast_mode.FastModeConfig(require_cuda=False, backend="aot_eager",
-                                          compile_vae=False)
+                                          compile_vae=False, fp8=suite.args.fp8)
     notices: list[str] = []
     state = fast_mode.apply_fast_mode(runner.backend.loaded, runner.size, runner.size, 1,  # type: ignore[arg-type]
                                       lambda u: notices.append(u.stage), config)
@@ -451,6 +452,7 @@ def result(suite: Suite) -> dict[str, Any]:
             "tolerance": {"mean_abs": MATCH_MEAN_ABS, "psnr_db": MATCH_PSNR_DB},
             "inductor_options": dict(suite.args.inductor),
             "sdpa": suite.args.sdpa, "cudnn_benchmark": suite.args.cudnn_benchmark,
+            "fp8": suite.args.fp8,
             "batch_count": suite.args.batch_count, "same_prompt": suite.args.same_prompt,
             "cases": [{**asdict(c), "median_s": round(c.median_s, 4), "its": round(c.its, 2)}
                       for c in suite.cases],
@@ -526,6 +528,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="attention backend forced in the fast-mode compiles")
     parser.add_argument("--cudnn-benchmark", action="store_true", help="fast mode lets cuDNN "
                         "time its convolution algorithms per shape")
+    parser.add_argument("--fp8", action="store_true", help="fast mode runs the UNet's "
+                        "attention-block linears as FP8 matmuls (Ada/Hopper)")
     parser.add_argument("--json-out", type=Path, help="also write the results here, after "
                         "every phase")
     parser.add_argument("--warm-child", type=Path, help=argparse.SUPPRESS)

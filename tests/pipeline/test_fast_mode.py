@@ -381,3 +381,56 @@ def test_the_architecture_key_is_stable_across_processes() -> None:
     keys = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            check=True).stdout.strip() for _ in range(2)}
     assert len(keys) == 1 and len(keys.pop()) == 16
+
+
+def test_an_fp8_linear_stays_close_to_the_layer_it_replaces() -> None:
+    from desktop_app.pipeline.backend.fp8 import Fp8Linear
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(64, 48)
+    x = torch.randn(2, 10, 64)
+    with torch.no_grad():
+        exact, fp8 = linear(x), Fp8Linear(linear)(x)
+    assert fp8.shape == exact.shape and fp8.dtype == exact.dtype
+    error = float((fp8 - exact).norm() / exact.norm())
+    assert 0 < error < 0.08  # e4m3: 3 mantissa bits, errors average out over the 64 products
+
+
+def test_fp8_swaps_the_attention_linears_and_removal_restores_them(loaded: Loaded) -> None:
+    from desktop_app.pipeline.backend.fp8 import Fp8Linear
+
+    before, _ = generate(loaded.pipe)
+    config = FastModeConfig(require_cuda=False, compile_unet=False, compile_vae=False, fp8=True)
+    state = apply_fast_mode(loaded, 64, 64, 1, None, config)
+    swapped = [name for name, m in loaded.pipe.unet.named_modules() if isinstance(m, Fp8Linear)]
+    assert swapped and all(".attentions." in name for name in swapped)
+    assert any(name.endswith("to_qkv") for name in swapped)  # the fused projection too
+    assert state.applied == ["fused QKV", f"FP8 linears ×{len(swapped)}"]
+    quantised, _ = generate(loaded.pipe)
+    assert 0 < np.abs(quantised - before).mean() < 0.02  # 0..1 pixels: close, not equal
+    fast_mode.remove_fast_mode(loaded)
+    assert not any(isinstance(m, Fp8Linear) for m in loaded.pipe.unet.modules())
+    after, _ = generate(loaded.pipe)
+    np.testing.assert_allclose(after, before, atol=1e-5)
+
+
+def test_fp8_linears_trace_into_one_graph(loaded: Loaded) -> None:
+    plain = FastModeConfig(require_cuda=False, compile_unet=False, compile_vae=False, fp8=True)
+    apply_fast_mode(loaded, 64, 64, 1, None, plain)
+    eager_fp8, _ = generate(loaded.pipe)
+    fast_mode.remove_fast_mode(loaded)
+    traced = FastModeConfig(require_cuda=False, backend="aot_eager", compile_vae=False, fp8=True)
+    state = apply_fast_mode(loaded, 64, 64, 1, None, traced)
+    compiled_fp8, _ = generate(loaded.pipe)
+    assert state.active and (64, 64, 2) in state.compiled  # fullgraph: no graph break
+    np.testing.assert_allclose(compiled_fp8, eager_fp8, atol=1e-4)
+
+
+def test_fp8_is_refused_on_gpus_without_fp8_tensor_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    from desktop_app.pipeline.backend.fp8 import fp8_supported
+
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *_: (8, 6))
+    ok, why = fp8_supported(torch.device("cuda"))
+    assert not ok and "8.9" in why and "8.6" in why
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *_: (9, 0))
+    assert fp8_supported(torch.device("cuda")) == (True, "")

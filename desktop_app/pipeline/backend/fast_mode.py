@@ -60,6 +60,7 @@ class FastModeConfig:
     `inductor_options` are extra `torch._inductor.config` settings for both compiles, as
     (name, value) pairs (e.g. ("coordinate_descent_tuning", True)). `cudnn_benchmark` lets cuDNN
     time its convolution algorithms once per shape (compiled shapes are fixed, so it pays once).
+    `fp8` runs the UNet's attention-block linears as FP8 matmuls (`fp8.py`; Ada/Hopper GPUs).
     """
 
     compile_unet: bool = True
@@ -71,6 +72,7 @@ class FastModeConfig:
     tf32: bool = True
     sdpa_backend: str = "auto"
     cudnn_benchmark: bool = False
+    fp8: bool = False
     fullgraph: bool = True
     require_cuda: bool = True
     backend: str | Callable[..., Any] = "inductor"
@@ -244,6 +246,8 @@ def _prepare(pipe: Any, state: FastModeState, config: FastModeConfig) -> None:
         _enable_cudnn_benchmark(state)
     if config.fuse_qkv:
         _fuse_qkv(pipe, state)
+    if config.fp8:
+        _use_fp8(pipe, state, device)
     ok, why = fast_mode_available(config)
     if not ok or not (config.compile_unet or config.compile_vae):
         state.reason = f"{why} Compilation is off; " if not ok else ""
@@ -332,6 +336,19 @@ def _fuse_qkv(pipe: Any, state: FastModeState) -> None:
 
     state.restore.append(undo)
     state.applied.append("fused QKV")
+
+
+def _use_fp8(pipe: Any, state: FastModeState, device: Any) -> None:
+    from desktop_app.pipeline.backend import fp8
+
+    ok, why = fp8.fp8_supported(device)
+    if not ok:
+        log.info("Fast mode: no FP8: %s", why)
+        state.notify(f"FP8 is off: {why}", 1.0)
+        return
+    undo, swapped = fp8.use_fp8_linears(pipe.unet)
+    state.restore.append(undo)
+    state.applied.append(f"FP8 linears ×{swapped}")
 
 
 def _channels_last(pipe: Any, state: FastModeState) -> None:
