@@ -319,7 +319,25 @@ def test_fast_mode_previews_are_throttled_but_the_last_step_has_one() -> None:
 
     updates = report_five_steps(LinearPreviewer(is_xl=False), preview_interval_s=3600.0)
     assert [u.step for u in updates] == [1, 2, 3, 4, 5]
-    assert [u.preview is not None for u in updates] == [True, False, False, False, True]
+    # Step 1 (still noise) gets none: the first preview comes one interval into the batch.
+    assert [u.preview is not None for u in updates] == [False, False, False, False, True]
+
+
+def test_fast_mode_previews_come_once_per_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    from desktop_app.pipeline.backend import diffusers_backend
+    from desktop_app.pipeline.backend.previews import LinearPreviewer
+
+    # The batch starts at 0; steps 1–4 report at 0.1, 0.3, 0.4, 0.6 s (interval 0.25 s).
+    times = iter([0.0, 0.1, 0.3, 0.4, 0.6])
+
+    class Clock:
+        @staticmethod
+        def perf_counter() -> float:
+            return next(times)
+
+    monkeypatch.setattr(diffusers_backend, "time", Clock)
+    updates = report_five_steps(LinearPreviewer(is_xl=False), preview_interval_s=0.25)
+    assert [u.preview is not None for u in updates] == [False, True, False, True, True]
 
 
 @pytest.mark.parametrize("error", [torch.OutOfMemoryError("CUDA out of memory. Tried to allocate"),

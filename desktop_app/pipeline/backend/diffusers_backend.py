@@ -67,7 +67,8 @@ class _StepReporter:
     `step = index + 1` of `pipe.num_timesteps` is exact. On CUDA the preview's copy to the host
     is started asynchronously and published one step later (always including the last step),
     so previews never stall the GPU queue. `preview_interval_s` > 0 (fast mode) computes at
-    most one preview per interval, plus the last step's.
+    most one preview per interval, the first one interval after the batch starts, plus the
+    last step's.
     """
 
     def __init__(self, cancel: CancelToken, on_step: StepCallback, capture: StepCapture,
@@ -76,7 +77,9 @@ class _StepReporter:
         self.cancel, self.on_step, self.capture = cancel, on_step, capture
         self.previewer, self.batch_index, self.batch_total = previewer, batch_index, batch_total
         self._pending: tuple[torch.Tensor, Any] | None = None
-        self.preview_interval_s, self._preview_at = preview_interval_s, float("-inf")
+        # Throttled (fast mode): the first preview comes one interval into the batch, not at
+        # step 1, whose latents are still noise.
+        self.preview_interval_s, self._preview_at = preview_interval_s, time.perf_counter()
 
     def __call__(self, pipe: Any, index: int, timestep: Any, kwargs: dict[str, Any]) -> Any:
         self.cancel.raise_if_cancelled()

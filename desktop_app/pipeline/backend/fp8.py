@@ -29,6 +29,9 @@ class Fp8Linear(nn.Module):
     """`linear` with its matmul in FP8: per-output-channel weight scales, per-row activation
     scales, fp32 accumulation."""
 
+    weight_fp8: torch.Tensor  # (out, in) float8, registered buffers
+    weight_scale: torch.Tensor  # (1, out) float32
+
     def __init__(self, linear: nn.Linear) -> None:
         super().__init__()
         weight = linear.weight.detach()
