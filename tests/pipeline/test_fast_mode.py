@@ -340,6 +340,59 @@ def test_fast_mode_previews_come_once_per_interval(monkeypatch: pytest.MonkeyPat
     assert [u.preview is not None for u in updates] == [False, True, False, True, True]
 
 
+@pytest.mark.parametrize("copied", [True, False])
+def test_throttled_cuda_previews_are_published_as_soon_as_their_copy_is_done(
+        monkeypatch: pytest.MonkeyPatch, copied: bool) -> None:
+    """The CUDA branch, with stand-ins: preview n is an 8×8 image of value n."""
+    from types import SimpleNamespace
+
+    from desktop_app.pipeline.backend import diffusers_backend
+
+    class OnGpu:  # what a previewer returns on CUDA: copied to the host without waiting
+        device = SimpleNamespace(type="cuda")
+
+        def __init__(self, value: int) -> None:
+            self.host = torch.full((8, 8, 3), value, dtype=torch.uint8)
+
+        def to(self, *_args: object, **_kwargs: object) -> torch.Tensor:
+            return self.host
+
+    class Previewer:
+        made = 0
+
+        def rgb(self, _latents: torch.Tensor) -> OnGpu:
+            self.made += 1
+            return OnGpu(self.made)
+
+    waits: list[str] = []
+
+    class Event:
+        def record(self) -> None:
+            pass
+
+        def query(self) -> bool:
+            return copied
+
+        def synchronize(self) -> None:
+            waits.append("sync")
+
+    times = iter([0.0, 0.1, 0.3, 0.4, 0.45])  # start, then steps 1–4; interval 0.25 s
+
+    class Clock:
+        @staticmethod
+        def perf_counter() -> float:
+            return next(times)
+
+    monkeypatch.setattr(diffusers_backend, "time", Clock)
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    updates = report_five_steps(Previewer(), preview_interval_s=0.25)
+    shown = [None if u.preview is None else u.preview.rgb[0] for u in updates]
+    # Preview 1 is made at step 2 (0.3 s) and shown at step 3 once copied, not an interval
+    # later; the last step makes and shows preview 2, waiting for its copy (the one wait).
+    assert shown == [None, None, 1 if copied else None, None, 2]
+    assert waits == ["sync"]
+
+
 @pytest.mark.parametrize("error", [torch.OutOfMemoryError("CUDA out of memory. Tried to allocate"),
                                    ValueError("a previewer bug")])
 def test_a_failing_preview_switches_previews_off_but_the_steps_go_on(error: Exception) -> None:

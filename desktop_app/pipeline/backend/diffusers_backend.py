@@ -65,8 +65,8 @@ class _StepReporter:
     Progress counts model evaluations: the pipeline calls back once per entry of its timestep
     list, which has two entries per step for second-order samplers (Heun, DPM2), so
     `step = index + 1` of `pipe.num_timesteps` is exact. On CUDA the preview's copy to the host
-    is started asynchronously and published one step later (always including the last step),
-    so previews never stall the GPU queue. `preview_interval_s` > 0 (fast mode) computes at
+    is started asynchronously and published one step later (the last step's at once), so
+    previews never stall the GPU queue. `preview_interval_s` > 0 (fast mode) computes at
     most one preview per interval, the first one interval after the batch starts, plus the
     last step's.
     """
@@ -95,7 +95,7 @@ class _StepReporter:
         if self.preview_interval_s > 0 and not last:
             now = time.perf_counter()
             if now - self._preview_at < self.preview_interval_s:
-                return None
+                return self._finished_preview()
             self._preview_at = now
         try:
             rgb = self.previewer.rgb(self.capture.preview_latents(latents))
@@ -116,6 +116,15 @@ class _StepReporter:
             return None
         ready[1].synchronize()
         return to_preview(ready[0])
+
+    def _finished_preview(self) -> Any:
+        """The preview whose copy to the host started at an earlier step, once that copy is
+        done; never waits. Throttled previews so show up a step after they were made, not one
+        interval later (when the next one is made)."""
+        if self._pending is None or not self._pending[1].query():
+            return None
+        host, self._pending = self._pending[0], None
+        return to_preview(host)
 
     def _drop_previews(self, exc: Exception) -> None:
         """A failed preview decode (out of memory for a full-VAE preview on a full GPU, say)
