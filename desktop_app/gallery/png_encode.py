@@ -50,6 +50,8 @@ def encode(image: Image.Image, text_chunks: Sequence[tuple[bytes, bytes]] = (),
     placed before the image data. Raises ValueError for modes `supports` refuses."""
     if not supports(image):
         raise ValueError(f"cannot encode a {image.mode} image")
+    if image.width == 0 or image.height == 0:
+        raise ValueError("cannot encode an empty image")
     colour_type, bpp = COLOUR_TYPES[image.mode]
     pixels = np.asarray(image, dtype=np.uint8).reshape(image.height, image.width * bpp)
     parts = [SIGNATURE, chunk(b"IHDR", struct.pack(">IIBBBBB", image.width, image.height, 8,

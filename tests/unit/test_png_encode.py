@@ -118,6 +118,8 @@ def test_unsupported_modes_are_refused() -> None:
     assert not png_encode.supports(Image.new("P", (4, 4)))
     with pytest.raises(ValueError, match="I;16"):
         png_encode.encode(Image.new("I;16", (4, 4)))
+    with pytest.raises(ValueError, match="empty"):
+        png_encode.encode(Image.new("RGB", (0, 3)))
 
 
 @settings(max_examples=200, deadline=None)
