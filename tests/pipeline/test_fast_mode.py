@@ -314,6 +314,20 @@ def report_five_steps(previewer: Any, preview_interval_s: float = 0.0) -> list[A
     return updates
 
 
+def fake_clock(monkeypatch: pytest.MonkeyPatch, times: list[float]) -> None:
+    """The step reporter's time.perf_counter returns `times`, one per call."""
+    from desktop_app.pipeline.backend import diffusers_backend
+
+    ticks = iter(times)
+
+    class Clock:
+        @staticmethod
+        def perf_counter() -> float:
+            return next(ticks)
+
+    monkeypatch.setattr(diffusers_backend, "time", Clock)
+
+
 def test_fast_mode_previews_are_throttled_but_the_last_step_has_one() -> None:
     from desktop_app.pipeline.backend.previews import LinearPreviewer
 
@@ -324,18 +338,10 @@ def test_fast_mode_previews_are_throttled_but_the_last_step_has_one() -> None:
 
 
 def test_fast_mode_previews_come_once_per_interval(monkeypatch: pytest.MonkeyPatch) -> None:
-    from desktop_app.pipeline.backend import diffusers_backend
     from desktop_app.pipeline.backend.previews import LinearPreviewer
 
     # The batch starts at 0; steps 1–4 report at 0.1, 0.3, 0.4, 0.6 s (interval 0.25 s).
-    times = iter([0.0, 0.1, 0.3, 0.4, 0.6])
-
-    class Clock:
-        @staticmethod
-        def perf_counter() -> float:
-            return next(times)
-
-    monkeypatch.setattr(diffusers_backend, "time", Clock)
+    fake_clock(monkeypatch, [0.0, 0.1, 0.3, 0.4, 0.6])
     updates = report_five_steps(LinearPreviewer(is_xl=False), preview_interval_s=0.25)
     assert [u.preview is not None for u in updates] == [False, True, False, True, True]
 
@@ -346,7 +352,6 @@ def test_throttled_cuda_previews_are_published_as_soon_as_their_copy_is_done(
     """The CUDA branch, with stand-ins: preview n is an 8×8 image of value n."""
     from types import SimpleNamespace
 
-    from desktop_app.pipeline.backend import diffusers_backend
 
     class OnGpu:  # what a previewer returns on CUDA: copied to the host without waiting
         device = SimpleNamespace(type="cuda")
@@ -376,14 +381,7 @@ def test_throttled_cuda_previews_are_published_as_soon_as_their_copy_is_done(
         def synchronize(self) -> None:
             waits.append("sync")
 
-    times = iter([0.0, 0.1, 0.3, 0.4, 0.45])  # start, then steps 1–4; interval 0.25 s
-
-    class Clock:
-        @staticmethod
-        def perf_counter() -> float:
-            return next(times)
-
-    monkeypatch.setattr(diffusers_backend, "time", Clock)
+    fake_clock(monkeypatch, [0.0, 0.1, 0.3, 0.4, 0.45])  # start, steps 1–4; interval 0.25 s
     monkeypatch.setattr(torch.cuda, "Event", Event)
     updates = report_five_steps(Previewer(), preview_interval_s=0.25)
     shown = [None if u.preview is None else u.preview.rgb[0] for u in updates]
