@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 COLOUR_TYPES = {"L": (0, 1), "RGB": (2, 3), "RGBA": (6, 4)}  # mode → (PNG colour type, bytes/px)
 MIN_BAND_ROWS = 64
-MAX_BAND_BYTES = 1 << 20  # bounds the filter's temporaries (~12 MB a band) for huge images
+MAX_BAND_BYTES = 1 << 19  # a band's filter temporaries are ~24× its bytes: ≤ 12 MiB each
 MAX_THREADS = 8
 _ADLER_BASE = 65521
 
