@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 import zlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from functools import cache
 from itertools import pairwise
 from typing import TYPE_CHECKING
 
@@ -150,6 +150,14 @@ def _threads() -> int:
     return max(1, min(MAX_THREADS, os.cpu_count() or 1))
 
 
-@cache
+_pool_lock = threading.Lock()  # the engine's writer threads may ask for the pool at once
+_pool_instance: ThreadPoolExecutor | None = None
+
+
 def _pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=_threads(), thread_name_prefix="png-encode")
+    global _pool_instance
+    with _pool_lock:
+        if _pool_instance is None:
+            _pool_instance = ThreadPoolExecutor(max_workers=_threads(),
+                                                thread_name_prefix="png-encode")
+        return _pool_instance
