@@ -352,7 +352,6 @@ def test_throttled_cuda_previews_are_published_as_soon_as_their_copy_is_done(
     """The CUDA branch, with stand-ins: preview n is an 8×8 image of value n."""
     from types import SimpleNamespace
 
-
     class OnGpu:  # what a previewer returns on CUDA: copied to the host without waiting
         device = SimpleNamespace(type="cuda")
 
