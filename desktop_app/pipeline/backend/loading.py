@@ -66,6 +66,33 @@ def default_model_path() -> Path:
     return paths.resource("models", "demo")
 
 
+def import_generation_modules() -> None:
+    """Import the classes a first job needs: both pipelines, their models, every sampler.
+
+    diffusers and transformers import these lazily on first use, which would put a second of
+    imports (scipy.stats, every diffusers model module) into the first job's model load;
+    `engine.create_backend` calls this while it imports torch, before any model is loaded.
+    """
+    import diffusers
+    import transformers
+    from diffusers.pipelines.pipeline_loading_utils import LOADABLE_CLASSES
+
+    from desktop_app.pipeline.backend.samplers import SAMPLERS
+
+    for name in ("StableDiffusionPipeline", "StableDiffusionXLPipeline", "AutoencoderKL",
+                 "AutoencoderTiny", "UNet2DConditionModel"):
+        getattr(diffusers, name)
+    for library in (diffusers, transformers):  # the base classes a folder's loader looks up
+        for name in LOADABLE_CLASSES.get(library.__name__, ()):
+            getattr(library, name, None)
+    for scheduler in {spec.scheduler for spec in SAMPLERS.values()}:
+        # Loading a model looks up the schedulers "compatible" with its own (all Karras ones).
+        for name in getattr(getattr(diffusers, scheduler), "_compatibles", ()):
+            getattr(diffusers, str(name), None)
+    for name in ("CLIPTextModel", "CLIPTextModelWithProjection", "CLIPTokenizer"):
+        getattr(transformers, name)
+
+
 def _quiet_libraries() -> None:
     from diffusers.utils import logging as dlog
     from transformers.utils import logging as tlog
