@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -74,7 +75,17 @@ def explain(stall: float, phase: str) -> None:
         if ident == threading.get_ident():
             continue
         stack = "".join(traceback.format_stack(frame, limit=6))
-        print(f"--- stall {stall:.0f} ms in {phase}; thread {names.get(ident, ident)}:\n{stack}")
+        print(f"--- stall {stall:.0f} ms in {phase}; thread {names.get(ident, ident)}"
+              f"{importing(frame)}:\n{stack}")
+
+
+def importing(frame: Any) -> str:
+    """", importing NAME" for the innermost module a thread is importing, else ""."""
+    while frame is not None:
+        if frame.f_code.co_name == "_find_and_load" and "name" in frame.f_locals:
+            return f", importing {frame.f_locals['name']}"
+        frame = frame.f_back
+    return ""
 
 
 def wait_for(signal: object, timeout_s: float = 900) -> list[object]:
@@ -115,7 +126,7 @@ def summary(gaps: list[float]) -> dict[str, float]:
     ordered = sorted(gaps)
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] if ordered else 0.0
     return {"beats": len(gaps), "max_stall_ms": round(max(gaps, default=0.0), 1),
-            "p99_stall_ms": round(p99, 1),
+            "p99_stall_ms": round(p99, 1), "stalls_over_goal": sum(g > GOAL_MS for g in gaps),
             "median_stall_ms": round(statistics.median(gaps), 2) if gaps else 0.0}
 
 
