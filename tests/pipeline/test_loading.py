@@ -388,6 +388,37 @@ def test_random_bytes_named_ckpt_are_always_corrupt(tmp_path: Path, prefix: byte
         assert _error(str(path)).kind is ErrorKind.corrupt_file
 
 
+@pytest.mark.parametrize("legacy", [True, False], ids=["pre-zip", "zip"])
+def test_damaged_real_checkpoints_fail_as_damaged_files(tmp_path: Path, legacy: bool) -> None:
+    """A real torch checkpoint with a few bytes changed (a bad download, a bad disk): it loads,
+    or fails as damaged (or unsafe, when the change forms a code reference) — never as an
+    "unexpected error" (the pre-zip loader's assertions and short unpacks, a zip end record
+    that makes `is_zipfile` raise) or "out of memory"."""
+    from desktop_app.pipeline.backend.ckpt import load_ckpt_state_dict
+
+    state = {"state_dict": {"model.diffusion_model.out.weight": torch.randn(8, 8),
+                            "first_stage_model.b": torch.ones(3, dtype=torch.float16)}}
+    good = tmp_path / "good.ckpt"
+    torch.save(state, good, _use_new_zipfile_serialization=not legacy)
+    original = good.read_bytes()
+    rng = random.Random(7)
+    path = tmp_path / "bad.ckpt"
+    kinds = set()
+    for _ in range(600):
+        damaged = bytearray(original)
+        for _ in range(rng.choice([1, 2, 4, 8])):
+            damaged[rng.randrange(len(damaged))] = rng.randrange(256)
+        if rng.random() < 0.1:
+            damaged = damaged[:rng.randrange(len(damaged))]  # cut short
+        path.write_bytes(damaged)
+        try:
+            load_ckpt_state_dict(path)
+        except UserError as exc:
+            assert exc.kind in (ErrorKind.corrupt_file, ErrorKind.unsafe_file), exc
+            kinds.add(exc.kind)
+    assert ErrorKind.corrupt_file in kinds
+
+
 def test_vae_file_given_as_model_is_bad_input(tiny_vae_file: Path) -> None:
     err = _error(str(tiny_vae_file))
     assert err.kind is ErrorKind.bad_input and "VAE" in err.message

@@ -67,11 +67,17 @@ def _corrupt(path: Path, what: str) -> UserError:
                      "The file is damaged or incomplete: download it again.")
 
 
+# What torch's loaders raise on damaged bytes (found by fuzzing real checkpoints: the pre-zip
+# loader asserts on unknown storage keys and unpacks short buffers; zip readers index past ends).
+_DAMAGED = (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError, KeyError,
+            AttributeError, TypeError, IndexError, AssertionError, struct.error)
+
+
 def _unsafe_globals(path: Path) -> list[str]:
     """Globals a zip checkpoint's pickle names beyond torch's weights-only allow-list."""
     try:
         return list(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
-    except (RuntimeError, ValueError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile) as exc:
+    except (pickle.UnpicklingError, *_DAMAGED) as exc:
         raise _corrupt(path, f"damaged archive ({exc.__class__.__name__})") from None
 
 
@@ -124,6 +130,14 @@ def _check_legacy_pickle(path: Path) -> None:
     raise _corrupt(path, "it is not a PyTorch checkpoint")
 
 
+def _is_zip(path: Path) -> bool:
+    """torch.save's zip format? A damaged end record makes `is_zipfile` raise, not say False."""
+    try:
+        return zipfile.is_zipfile(path)
+    except (zipfile.BadZipFile, ValueError) as exc:
+        raise _corrupt(path, f"damaged archive ({exc})") from None
+
+
 def _torch_load_once(path: Path, stubs: list[str]) -> Any:
     safe: list[Callable[..., Any] | tuple[Callable[..., Any], str]] = [
         (InertLightningObject, name) for name in stubs]
@@ -133,7 +147,7 @@ def _torch_load_once(path: Path, stubs: list[str]) -> Any:
         warnings.simplefilter("always")
         # mmap (zip checkpoints only): tensors stay file-backed until cloned, halving peak RAM.
         data = torch.load(str(path), map_location="cpu", weights_only=True,
-                          mmap=zipfile.is_zipfile(path))
+                          mmap=_is_zip(path))
     for w in caught:
         log.info("torch.load(%s): %s", path.name, w.message)
     return data
@@ -155,8 +169,7 @@ def _torch_load(path: Path, stubs: list[str]) -> Any:
             if not all(is_allowed_stub_global(n) for n in found) or set(found) <= set(stubs):
                 raise _unsafe(path, found) from None
             stubs += found
-        except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError, KeyError,
-                AttributeError, TypeError, IndexError) as exc:
+        except _DAMAGED as exc:
             first = str(exc).splitlines()[0][:160] if str(exc) else ""
             raise _corrupt(path, f"{exc.__class__.__name__} {first}".strip()) from None
     raise _unsafe(path, stubs[-3:])
@@ -174,7 +187,7 @@ def load_ckpt_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
                         "Check the path, or pick the model again in the library.")
     if path.stat().st_size == 0:
         raise _corrupt(path, "the file is empty (0 bytes)")
-    if zipfile.is_zipfile(path):
+    if _is_zip(path):
         names = _unsafe_globals(path)
     else:  # legacy (non-zip) pickle: torch.load(weights_only=True) refuses unsafe globals itself
         _check_legacy_pickle(path)
