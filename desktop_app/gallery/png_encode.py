@@ -115,24 +115,33 @@ def _band(pixels: np.ndarray, start: int, stop: int, bpp: int, level: int,
 
 def filter_rows(pixels: np.ndarray, start: int, stop: int, bpp: int) -> np.ndarray:
     """Rows [start, stop) of `pixels` (H, W·bpp uint8), each prefixed by its filter byte and
-    filtered with the type of the least sum of absolute signed bytes (libpng's heuristic)."""
-    x = pixels[start:stop].astype(np.int16)
+    filtered with the type of the least sum of absolute signed bytes (libpng's heuristic).
+
+    The filters are computed in uint8, whose arithmetic wraps mod 256 as PNG defines them;
+    only Paeth's distances need 16 bits. A third of the time of computing all five in int16.
+    """
+    x = pixels[start:stop]
     up = (pixels[start - 1:stop - 1] if start > 0 else
-          np.concatenate([np.zeros_like(pixels[:1]), pixels[start:stop - 1]])).astype(np.int16)
+          np.concatenate([np.zeros_like(pixels[:1]), pixels[start:stop - 1]]))
     left = np.zeros_like(x)
     left[:, bpp:] = x[:, :-bpp]
     up_left = np.zeros_like(x)
     up_left[:, bpp:] = up[:, :-bpp]
-    estimate = left + up - up_left
-    pa, pb, pc = np.abs(estimate - left), np.abs(estimate - up), np.abs(estimate - up_left)
+    # Paeth's p = a + b - c gives |p - a| = |b - c|, |p - b| = |a - c|, |p - c| = |b-c + a-c|.
+    b_c = up.astype(np.int16) - up_left
+    a_c = left.astype(np.int16) - up_left
+    pa, pb, pc = np.abs(b_c), np.abs(a_c), np.abs(b_c + a_c)
     paeth = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, up, up_left))
-    candidates = np.stack([x, x - left, x - up, x - ((left + up) >> 1), x - paeth])
-    candidates = candidates.astype(np.uint8)  # mod 256, as PNG defines the filtered bytes
-    scores = np.abs(candidates.view(np.int8).astype(np.int16)).sum(axis=2, dtype=np.int64)
-    best = scores.argmin(axis=0)  # first of equals: None before Sub before Up …, as libpng
+    average = (left & up) + ((left ^ up) >> 1)  # floor((a + b) / 2) without leaving uint8
+    candidates = (x, x - left, x - up, x - average, x - paeth)
+    # |signed byte| is min(v, 256 - v); the first of equal sums wins (None, Sub, …: libpng).
+    scores = np.stack([np.minimum(c, 0 - c).sum(axis=1, dtype=np.uint32) for c in candidates])
+    best = scores.argmin(axis=0)
     rows = np.empty((stop - start, pixels.shape[1] + 1), dtype=np.uint8)
     rows[:, 0] = best
-    rows[:, 1:] = candidates[best, np.arange(stop - start)]
+    for kind, filtered in enumerate(candidates):
+        chosen = best == kind
+        rows[chosen, 1:] = filtered[chosen]
     return rows
 
 
