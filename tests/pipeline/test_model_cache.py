@@ -15,6 +15,7 @@ from desktop_app.pipeline.backend.memory import (
     apply_plan,
     execution_device,
     plan_memory,
+    quick_execution_device,
     weights_dtype,
 )
 from desktop_app.pipeline.backend.model_cache import ModelCache, ModelKey, pipeline_nbytes
@@ -294,3 +295,30 @@ def test_execution_device_skips_the_module_walk_only_without_offload_hooks(
     assert execution_device(pipe) == torch.device("cpu") and walks == []
     pipe.unet._hf_hook = object()  # what enable_model_cpu_offload puts on each model
     assert execution_device(pipe) == torch.device("meta") and walks == [1]
+
+
+def test_a_loaded_pipeline_knows_its_device_without_walking_its_modules(
+        tiny_sd15_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """diffusers asks `_execution_device` at the start of every call, while the GPU waits."""
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    from desktop_app.pipeline.backend.loading import load_model
+
+    pipe = load_model(str(tiny_sd15_dir), device="cpu").pipe
+    assert isinstance(pipe, StableDiffusionPipeline)
+    assert type(pipe).__name__ == "StableDiffusionPipeline"
+    walks: list[int] = []
+    modules = torch.nn.Module.modules
+
+    def counted(self: torch.nn.Module) -> Any:
+        walks.append(1)
+        return modules(self)
+
+    monkeypatch.setattr(torch.nn.Module, "modules", counted)
+    assert pipe._execution_device == torch.device("cpu") and walks == []
+    pipe.unet._hf_hook = object()  # with offload hooks the device is diffusers' to find
+    assert pipe._execution_device == torch.device("cpu") and walks
+    del pipe.unet._hf_hook
+    quick_execution_device(pipe)  # applying it twice changes nothing
+    assert type(pipe).__mro__[1] is StableDiffusionPipeline

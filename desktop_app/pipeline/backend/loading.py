@@ -36,6 +36,7 @@ from desktop_app.pipeline.backend.device import (
     vae_dtype_for,
     with_vae_dtype,
 )
+from desktop_app.pipeline.backend.memory import quick_execution_device
 
 log = logging.getLogger(__name__)
 
@@ -350,6 +351,7 @@ def load_model(model: str | None, *, model_config: str | None = None, vae: str |
                                                        plan, progress)
     except Exception as exc:
         raise _load_error(exc, path.name) from exc
+    quick_execution_device(pipe)
     loaded = LoadedModel(pipe=pipe, family=family, name=name, path=str(path), sha256=sha,
                          vae_name="", vae_sha256="", device=plan, vae_config=str(vae_cfg))
     if vae:
