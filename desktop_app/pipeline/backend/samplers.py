@@ -21,7 +21,10 @@ Schedule choices, to match A1111's defaults:
 
 from __future__ import annotations
 
+import copy
 import inspect
+import json
+import threading
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -119,20 +122,43 @@ def build_scheduler(
 
     `seeds` (one per image of the batch) seeds the Brownian-tree noise of DPM++ SDE Karras;
     other stochastic samplers take their noise from the per-image generators instead.
+    Each is a copy of one built once per sampler and config: some constructors run
+    `set_timesteps` over all 1000 training steps in Python (DPM2: 180 ms, DPM++ SDE Karras:
+    37 ms on dev-cpu, per batch and while the GPU waits); a copy takes 0.1–0.2 ms.
     """
     spec = sampler_spec(name)
-    cls = getattr(diffusers, spec.scheduler)
-    options = dict(spec.options)
-    if spec.scheduler == "DPMSolverSDEScheduler" and seeds is not None:
-        options["noise_sampler_seed"] = list(seeds) if len(seeds) > 1 else int(seeds[0])
     config = {k: v for k, v in base_config.items() if not k.startswith("_")}
+    key = (name, json.dumps(config, sort_keys=True, default=repr))
+    with _prototypes_lock:
+        prototype = _prototypes.get(key)
+        if prototype is None:
+            if len(_prototypes) >= MAX_PROTOTYPES:
+                _prototypes.clear()
+            prototype = _prototypes[key] = _build(spec, config)
+        scheduler = copy.deepcopy(prototype)  # the prototype itself is never handed out
+    if spec.scheduler == "DPMSolverSDEScheduler" and seeds is not None:
+        seed = list(seeds) if len(seeds) > 1 else int(seeds[0])
+        defaults = [k for k in scheduler.config.get("_use_default_values", ())
+                    if k != "noise_sampler_seed"]  # as if it had been built with the seed
+        scheduler.register_to_config(noise_sampler_seed=seed, _use_default_values=defaults)
+        scheduler.noise_sampler_seed = seed  # what its step() reads
+    return scheduler
+
+
+MAX_PROTOTYPES = 64
+_prototypes: dict[tuple[str, str], Any] = {}
+_prototypes_lock = threading.Lock()
+
+
+def _build(spec: SamplerSpec, config: Mapping[str, Any]) -> Any:
+    cls = getattr(diffusers, spec.scheduler)
     # Carry over only what describes the model's training (the keys every scheduler shares);
     # sampler-specific keys of the stored class (e.g. PNDM's skip_prk_steps) are dropped.
-    config = _accepted(cls, config)
-    config.update(_accepted(cls, options))
+    options = _accepted(cls, config)
+    options.update(_accepted(cls, spec.options))
     with warnings.catch_warnings():
         quiet_known_warnings()
-        return cls.from_config(config)
+        return cls.from_config(options)
 
 
 def quiet_known_warnings() -> None:
