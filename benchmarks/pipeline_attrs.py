@@ -1,4 +1,4 @@
-"""Per-job host cost of diffusers' device/dtype properties against the engine's shortcuts.
+"""Per-job host costs: diffusers' device/dtype properties and schedulers vs the engine's shortcuts.
 
 `pipe._execution_device`, `model.device` and `model.dtype` walk every submodule looking for
 offloading or casting hooks. In a fast-mode SD1.5 image on a GPU (0.27 s) each walk is a few
@@ -92,10 +92,35 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.family}: {modules} UNet modules")
     for name, ms in figures.items():
         print(f"  {name:<24} {ms:8.3f} ms per call")
+    schedulers = scheduler_builds(args.family)
+    print("scheduler for a batch: built from the config vs the engine's copy")
+    for name, (built, copied) in schedulers.items():
+        print(f"  {name:<24} {built:8.3f} ms -> {copied:6.3f} ms")
     print(json.dumps({"benchmark": "pipeline_attrs", "family": args.family,
                       "unet_modules": modules,
-                      "ms_per_call": {k: round(v, 4) for k, v in figures.items()}}))
+                      "ms_per_call": {k: round(v, 4) for k, v in figures.items()},
+                      "scheduler_ms": {k: [round(b, 3), round(c, 3)]
+                                       for k, (b, c) in schedulers.items()}}))
     return 0
+
+
+def scheduler_builds(family: str) -> dict[str, tuple[float, float]]:
+    """Per sampler: ms to build its scheduler from the model's config, and to get one from
+    `build_scheduler` (a copy of one built once)."""
+    import warnings
+
+    from desktop_app.pipeline.backend import samplers
+
+    path = ROOT / "resources" / "configs" / family / "scheduler" / "scheduler_config.json"
+    config = {k: v for k, v in json.loads(path.read_text()).items() if not k.startswith("_")}
+    out = {}
+    with warnings.catch_warnings():
+        samplers.quiet_known_warnings()
+        for name, spec in samplers.SAMPLERS.items():
+            samplers.build_scheduler(name, config, [1])
+            out[name] = (per_call_ms(lambda s=spec: samplers._build(s, config), number=5),
+                         per_call_ms(lambda n=name: samplers.build_scheduler(n, config, [1])))
+    return out
 
 
 if __name__ == "__main__":
