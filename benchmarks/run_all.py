@@ -32,6 +32,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "model_switch": ["--rounds", "3"],
     "demo_speed": [],
     "png_save": [],
+    "pipeline_attrs": [],
     "gallery_scale": ["--count", "20000"],
     "library_scan": [],
     "compile_cache": [],
