@@ -140,6 +140,26 @@ def test_save_png_leaves_no_temp_file_when_the_write_fails(tmp_path: Path,
     assert list((tmp_path / "out").iterdir()) == []
 
 
+def test_a_failed_save_gives_its_reserved_name_back(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from desktop_app.gallery import storage
+
+    folder = tmp_path / "out"
+    folder.mkdir()
+    target = storage.reserve_numbered(folder, 7, 1)
+    assert storage.reservation_marker(target).exists()
+
+    def disk_full(*_args: object, **_kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Path, "write_bytes", disk_full)
+        with pytest.raises(OSError, match="No space left"):
+            save_png(Image.new("RGB", (8, 8)), target, _meta())
+    assert list(folder.iterdir()) == []  # no marker left until the next clean-up
+    assert storage.reserve_numbered(folder, 7, 1) == target  # the name is free again
+
+
 def test_save_png_converts_other_modes(tmp_path: Path) -> None:
     palette = Image.new("RGB", (6, 4), (10, 200, 30)).convert("P")
     meta = _meta()
