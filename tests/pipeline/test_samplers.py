@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import inspect
 import json
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from desktop_app import paths
 from desktop_app.errors import UserError
 from desktop_app.pipeline.api import SAMPLER_NAMES
+from desktop_app.pipeline.backend import samplers
 from desktop_app.pipeline.backend.diffusers_backend import DiffusersBackend
-from desktop_app.pipeline.backend.samplers import SAMPLERS, build_scheduler
+from desktop_app.pipeline.backend.samplers import SAMPLERS, build_scheduler, quiet_known_warnings
 from tests.pipeline.engine_helpers import images_of, request, run
 
 STEPS = 3
@@ -71,31 +75,20 @@ def test_dpmpp_sde_brownian_noise_is_seeded_per_image() -> None:
         "noise_sampler_seed"] == 5
 
 
-def _trajectory(scheduler: Any, steps: int = 4) -> list[Any]:
+def _trajectory(scheduler: Any, steps: int = 4) -> list[torch.Tensor]:
     """The samples a scheduler steps through for a fixed stand-in model and seeded noise."""
-    import inspect
-    import warnings
-
-    import torch
-
-    from desktop_app.pipeline.backend.samplers import quiet_known_warnings
-
+    takes_generator = "generator" in inspect.signature(scheduler.step).parameters
+    generator = torch.Generator().manual_seed(0)
+    seen = []
     with warnings.catch_warnings():
         quiet_known_warnings()  # as the engine does around its schedulers
-        return _steps(scheduler, steps, inspect.signature(scheduler.step).parameters, torch)
-
-
-def _steps(scheduler: Any, steps: int, step_parameters: Any, torch: Any) -> list[Any]:
-    scheduler.set_timesteps(steps)
-    generator = torch.Generator().manual_seed(0)
-    takes_generator = "generator" in step_parameters
-    sample = torch.randn(1, 4, 8, 8, generator=generator) * scheduler.init_noise_sigma
-    seen = []
-    for t in scheduler.timesteps:
-        model_output = 0.1 * scheduler.scale_model_input(sample, t) + 0.01 * t
-        extra = {"generator": generator} if takes_generator else {}
-        sample = scheduler.step(model_output, t, sample, **extra).prev_sample
-        seen.append(sample)
+        scheduler.set_timesteps(steps)
+        sample = torch.randn(1, 4, 8, 8, generator=generator) * scheduler.init_noise_sigma
+        for t in scheduler.timesteps:
+            model_output = 0.1 * scheduler.scale_model_input(sample, t) + 0.01 * t
+            extra = {"generator": generator} if takes_generator else {}
+            sample = scheduler.step(model_output, t, sample, **extra).prev_sample
+            seen.append(sample)
     return seen
 
 
@@ -104,10 +97,6 @@ def test_each_job_gets_a_scheduler_as_good_as_new(name: str) -> None:
     """Schedulers are copied from one built per sampler and config (some take 0.2 s to
     build): a job's scheduler steps exactly as a freshly built one, whatever jobs before it
     did with theirs."""
-    import torch
-
-    from desktop_app.pipeline.backend import samplers
-
     config = config_of("sd15")
     used = build_scheduler(name, config, seeds=[3])
     _trajectory(used, steps=6)  # a job that ran: state advanced, noise sampler made
