@@ -36,6 +36,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "gallery_scale": ["--count", "20000"],
     "library_scan": [],
     "compile_cache": [],
+    "compile_stall": [],
     "gpu_suite": ["--quick"],
 }
 

@@ -1,0 +1,88 @@
+"""GUI-thread stalls while fast mode compiles: a heartbeat thread vs a compiling worker (CPU).
+
+Fast mode compiles the UNet on the worker thread; the window must keep responding. Here the
+main thread ticks every 5 ms (as the GUI's event loop would) while a worker thread imports
+the engine as the app does (`create_backend`), compiles the fast-mode test UNet with
+inductor's CPU backend (`FastModeConfig(require_cuda=False, compile_vae=False)`) and runs
+`--jobs` more jobs. Reports the longest gaps between ticks, i.e. how long the worker held the
+GIL at a stretch. The CUDA path (Triton, CUDA graphs) differs; this is the CPU stand-in.
+
+    .venv/bin/python -m benchmarks.compile_stall [--jobs 20]
+
+Prints the figures and a final JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+TICK_S = 0.005
+GOAL_MS = 50.0
+
+
+def compile_and_run(jobs: int, phase: list[str]) -> None:
+    """On the worker thread: import, compile (first job), then `jobs` more jobs."""
+    from desktop_app.pipeline.engine import create_backend
+
+    create_backend(None)  # the app's first import (collector paused, then frozen)
+    from desktop_app.pipeline.backend import fast_mode
+    from desktop_app.pipeline.backend.tiny import make_tiny_sd15_pipeline_small_unet
+
+    pipe = make_tiny_sd15_pipeline_small_unet()
+
+    class Loaded:
+        pass
+
+    loaded: Any = Loaded()
+    loaded.pipe = pipe
+    phase[0] = "compile"
+    config = fast_mode.FastModeConfig(require_cuda=False, compile_vae=False)
+    fast_mode.apply_fast_mode(loaded, 64, 64, 1, lambda _update: None, config)
+    pipe("a cat", num_inference_steps=2, height=64, width=64, output_type="np")
+    phase[0] = "after"
+    for _ in range(jobs):
+        pipe("a cat", num_inference_steps=2, height=64, width=64, output_type="np")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=20, help="jobs after the compiling one")
+    args = parser.parse_args(argv)
+    os.environ["DESKTOP_APP_HOME"] = tempfile.mkdtemp(prefix="compile-stall-")  # cold cache
+    phase = ["import"]
+    gaps: dict[str, list[float]] = {}
+    worker = threading.Thread(target=compile_and_run, args=(args.jobs, phase), daemon=True)
+    worker.start()
+    last = time.perf_counter()
+    while worker.is_alive():
+        time.sleep(TICK_S)
+        now = time.perf_counter()
+        gaps.setdefault(phase[0], []).append(max(0.0, (now - last - TICK_S) * 1000))
+        last = now
+    figures = {}
+    for name, values in gaps.items():
+        ordered = sorted(values)
+        figures[name] = {"ticks": len(values), "max_stall_ms": round(ordered[-1], 1),
+                         "stalls_over_goal": sum(v > GOAL_MS for v in values),
+                         "top5_ms": [round(v) for v in ordered[-5:]]}
+        print(f"{name:>8}: {len(values)} ticks, longest stall {ordered[-1]:.0f} ms, "
+              f"{figures[name]['stalls_over_goal']} over {GOAL_MS:.0f} ms")
+    print(json.dumps({"benchmark": "compile_stall", "device": "cpu", "phases": figures,
+                      "load_average_1min": round(os.getloadavg()[0], 1)}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
