@@ -142,8 +142,15 @@ def execution_device(pipe: Any) -> Any:
     walk every submodule of every component looking for group-offloading hooks: 6 ms per call
     for SD1.5 on a fast host, 5 % of a fast-mode image. Without offload hooks the first UNet
     weight's device is the same answer."""
-    if has_offload_hooks(pipe):
-        return pipe._execution_device
+    device = _device_without_walk(pipe)
+    return pipe._execution_device if device is None else device
+
+
+def _device_without_walk(pipe: Any) -> Any:
+    """The first UNet weight's device, or None when only diffusers' walk can tell (offload
+    hooks on, or no UNet)."""
+    if has_offload_hooks(pipe) or getattr(pipe, "unet", None) is None:
+        return None
     return next(pipe.unet.parameters()).device
 
 
@@ -168,9 +175,8 @@ def quick_execution_device(pipe: Any) -> None:
         original = cls._execution_device
 
         def device(self: Any) -> Any:
-            if has_offload_hooks(self) or getattr(self, "unet", None) is None:
-                return original.fget(self)
-            return next(self.unet.parameters()).device
+            quick = _device_without_walk(self)
+            return original.fget(self) if quick is None else quick
 
         quick = type(cls.__name__, (cls,), {
             "_execution_device": property(device, doc=original.__doc__),
