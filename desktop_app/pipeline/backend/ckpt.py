@@ -138,7 +138,7 @@ def _is_zip(path: Path) -> bool:
         raise _corrupt(path, f"damaged archive ({exc})") from None
 
 
-def _torch_load_once(path: Path, stubs: list[str]) -> Any:
+def _torch_load_once(path: Path, stubs: list[str], zip_format: bool) -> Any:
     safe: list[Callable[..., Any] | tuple[Callable[..., Any], str]] = [
         (InertLightningObject, name) for name in stubs]
     # torch warns about pickle protocols it did not write; log it rather than show it.
@@ -147,18 +147,18 @@ def _torch_load_once(path: Path, stubs: list[str]) -> Any:
         warnings.simplefilter("always")
         # mmap (zip checkpoints only): tensors stay file-backed until cloned, halving peak RAM.
         data = torch.load(str(path), map_location="cpu", weights_only=True,
-                          mmap=_is_zip(path))
+                          mmap=zip_format)
     for w in caught:
         log.info("torch.load(%s): %s", path.name, w.message)
     return data
 
 
-def _torch_load(path: Path, stubs: list[str]) -> Any:
+def _torch_load(path: Path, stubs: list[str], zip_format: bool) -> Any:
     """torch.load(weights_only=True); legacy pickles reveal their Lightning globals one by one."""
     stubs = list(stubs)
     for _ in range(32):
         try:
-            return _torch_load_once(path, stubs)
+            return _torch_load_once(path, stubs, zip_format)
         except pickle.UnpicklingError as exc:
             found = _UNSUPPORTED_GLOBAL.findall(str(exc))
             if not found:
@@ -187,7 +187,8 @@ def load_ckpt_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
                         "Check the path, or pick the model again in the library.")
     if path.stat().st_size == 0:
         raise _corrupt(path, "the file is empty (0 bytes)")
-    if _is_zip(path):
+    zip_format = _is_zip(path)
+    if zip_format:
         names = _unsafe_globals(path)
     else:  # legacy (non-zip) pickle: torch.load(weights_only=True) refuses unsafe globals itself
         _check_legacy_pickle(path)
@@ -195,7 +196,7 @@ def load_ckpt_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     refused = [n for n in names if not is_allowed_stub_global(n)]
     if refused:
         raise _unsafe(path, refused)
-    data = _torch_load(path, names)
+    data = _torch_load(path, names, zip_format)
     if isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
         data = data["state_dict"]
     if not isinstance(data, dict):
