@@ -22,7 +22,6 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -34,26 +33,16 @@ GOAL_MS = 50.0
 
 def compile_and_run(jobs: int, phase: list[str]) -> None:
     """On the worker thread: import, compile (first job), then `jobs` more jobs."""
+    from benchmarks.compile_cache import fast_tiny_pipeline, tiny_job
     from desktop_app.pipeline.engine import create_backend
 
     create_backend(None)  # the app's first import (collector paused, then frozen)
-    from desktop_app.pipeline.backend import fast_mode
-    from desktop_app.pipeline.backend.tiny import make_tiny_sd15_pipeline_small_unet
-
-    pipe = make_tiny_sd15_pipeline_small_unet()
-
-    class Loaded:
-        pass
-
-    loaded: Any = Loaded()
-    loaded.pipe = pipe
+    pipe, _state = fast_tiny_pipeline()
     phase[0] = "compile"
-    config = fast_mode.FastModeConfig(require_cuda=False, compile_vae=False)
-    fast_mode.apply_fast_mode(loaded, 64, 64, 1, lambda _update: None, config)
-    pipe("a cat", num_inference_steps=2, height=64, width=64, output_type="np")
+    tiny_job(pipe, steps=2)
     phase[0] = "after"
     for _ in range(jobs):
-        pipe("a cat", num_inference_steps=2, height=64, width=64, output_type="np")
+        tiny_job(pipe, steps=2)
 
 
 def main(argv: list[str] | None = None) -> int:
