@@ -229,9 +229,10 @@ def encode_prompts(pipe: Any, prompt: str, negative: str, clip_skip: int = 1) ->
 class PromptCache:
     """The last job's conditioning, reused when the next job on the same pipeline asks for the
     same prompts (a seed sweep, "generate again", a queue of variations), as A1111 keeps its
-    conds. On the CPU and slow GPUs it skips each job's CLIP pass (12 layers, 24 for SDXL); on a
-    fast GPU that pass hides under the denoising (H100, fast mode: 126.9 it/s with one prompt for
-    all jobs, 127.7 with a new one each, within noise). One entry (well under 1 MB); it dies with
+    conds. It skips each repeated job's CLIP pass (12 layers, 24 for SDXL): a few hundred ms on
+    the CPU; on an H100 in fast mode the two runs measured so far were within noise of each
+    other (126.9 it/s with one prompt for all jobs, 127.7 with a new one each, in different
+    processes). One entry (well under 1 MB); it dies with
     the pipeline (weak reference), so another model, a reloaded one or a different device always
     encodes afresh.
     """
