@@ -92,3 +92,16 @@ def test_the_collector_stays_off_when_the_caller_had_turned_it_off() -> None:
                           env=env, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split()[-1] == "False"
+
+
+def test_a_failed_first_import_turns_the_collector_back_on_and_reports_the_error() -> None:
+    code = ("import gc, sys\n"
+            "sys.modules['torch'] = None  # a broken install: `import torch` fails\n"
+            "from desktop_app.pipeline.engine import create_backend\n"
+            "try:\n    create_backend(None)\nexcept ImportError as exc:\n    print('raised')\n"
+            "print(gc.isenabled())")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["raised", "True"]
