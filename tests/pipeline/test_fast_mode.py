@@ -203,6 +203,23 @@ def test_remove_fast_mode_restores_eager_modules(loaded: Loaded) -> None:
     np.testing.assert_allclose(after, before, atol=1e-5)
 
 
+def test_a_dropped_fast_mode_model_is_freed_with_its_compiled_calls() -> None:
+    """A model evicted from the model cache (or switched away) must not stay in memory: fast
+    mode's undo steps and compiled wrappers refer back to the pipeline, so they must not be
+    held from outside it (a weakly-keyed registry with these as values kept it for good)."""
+    import gc
+    import weakref
+
+    loaded = Loaded(make_tiny_sd15_pipeline_small_unet())
+    state = apply_fast_mode(loaded, 64, 64, 1, None, CPU_TRACE)
+    generate(loaded.pipe)  # compiled and run
+    assert state.active and "fused QKV" in state.applied
+    pipe_ref, unet_ref = weakref.ref(loaded.pipe), weakref.ref(loaded.pipe.unet)
+    del loaded, state
+    gc.collect()
+    assert pipe_ref() is None and unet_ref() is None
+
+
 def test_cudnn_autotuning_is_switched_on_and_restored_with_fast_mode() -> None:
     state = fast_mode.FastModeState()
     before = torch.backends.cudnn.benchmark

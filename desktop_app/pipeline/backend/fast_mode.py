@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import shutil
 import sys
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,7 +104,23 @@ class FastModeState:
             self.on_load(LoadUpdate(stage, fraction))
 
 
-_STATES: weakref.WeakKeyDictionary[Any, FastModeState] = weakref.WeakKeyDictionary()
+# The state lives on the pipeline object itself: its undo closures refer to the pipeline, so a
+# registry keyed weakly by the pipeline (a WeakKeyDictionary) would keep every pipeline that ever
+# had fast mode alive for good, with its weights (an evicted model was never freed). On the
+# pipeline, the references form an ordinary cycle that the collector frees with it.
+_STATE_ATTR = "_desktop_app_fast_mode"
+
+
+def _state_of(pipe: Any) -> FastModeState | None:
+    state: FastModeState | None = vars(pipe).get(_STATE_ATTR)
+    return state
+
+
+def _set_state(pipe: Any, state: FastModeState | None) -> None:
+    if state is None:
+        vars(pipe).pop(_STATE_ATTR, None)
+    else:
+        vars(pipe)[_STATE_ATTR] = state
 
 
 def fast_mode_available(config: FastModeConfig | None = None) -> tuple[bool, str]:
@@ -176,10 +191,10 @@ def apply_fast_mode(
     raises for a missing toolchain: the model stays eager and the state's `reason` says why.
     """
     pipe = loaded.pipe
-    state = _STATES.get(pipe)
+    state = _state_of(pipe)
     if state is None:
         state = FastModeState(on_load=on_load)
-        _STATES[pipe] = state
+        _set_state(pipe, state)
         _prepare(pipe, state, config or FastModeConfig())
     state.on_load = on_load
     if state.active and (width, height, 2 * batch) not in state.compiled:
@@ -194,7 +209,7 @@ def sync_fast_mode(loaded: HasPipe, enabled: bool, width: int, height: int, batc
     Also re-applies when the memory plan changed underneath (low-VRAM offload switched on or
     off in place), since compiled calls and CPU offload hooks do not mix.
     """
-    state = _STATES.get(loaded.pipe)
+    state = _state_of(loaded.pipe)
     if not enabled:
         if state is not None:
             remove_fast_mode(loaded)
@@ -206,16 +221,17 @@ def sync_fast_mode(loaded: HasPipe, enabled: bool, width: int, height: int, batc
 
 def fast_mode_state(loaded: HasPipe) -> FastModeState | None:
     """The fast-mode state of a pipeline, or None when fast mode was never applied to it."""
-    return _STATES.get(loaded.pipe)
+    return _state_of(loaded.pipe)
 
 
 def remove_fast_mode(loaded: HasPipe) -> None:
     """Undo fast mode on `loaded.pipe` (eager calls, unfused QKV, contiguous weights)."""
     import torch
 
-    state = _STATES.pop(loaded.pipe, None)
+    state = _state_of(loaded.pipe)
     if state is None:
         return
+    _set_state(loaded.pipe, None)
     for undo in reversed(state.restore):
         undo()
     if state.active:
