@@ -322,3 +322,52 @@ def test_a_loaded_pipeline_knows_its_device_without_walking_its_modules(
     del pipe.unet._hf_hook
     quick_execution_device(pipe)  # applying it twice changes nothing
     assert type(pipe).__mro__[1] is StableDiffusionPipeline
+
+
+def test_an_evicted_fast_mode_pipeline_leaves_memory_at_once(
+        tiny_folders: list[Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fast mode's compile freezes the loaded models with its own objects (collector.py); the
+    switcher detaches fast mode from a pipeline it evicts, so reference counting frees it
+    without the costly unfreeze-and-collect-everything fallback."""
+    import gc
+    import weakref
+
+    import torch
+
+    from desktop_app.pipeline.backend.fast_mode import FastModeConfig, apply_fast_mode
+    from desktop_app.pipeline.backend.model_cache import ModelSwitcher
+
+    cache = ModelSwitcher(ModelCache(budget_bytes=10 * GIB, max_entries=1)).cache
+    a, b = (ModelKey.for_file(str(f)) for f in tiny_folders[:2])
+    entry = cache.get_or_load(a, _loader(tiny_folders[0], []))
+    traced = FastModeConfig(require_cuda=False, backend="aot_eager", compile_vae=False)
+    assert apply_fast_mode(entry, 64, 64, 1, None, traced).active
+    entry.pipe.set_progress_bar_config(disable=True)
+    entry.pipe("a cat", num_inference_steps=1, height=64, width=64, output_type="latent",
+               generator=torch.Generator().manual_seed(0))  # compiled, then frozen
+    pipe_ref = weakref.ref(entry.pipe)
+    del entry
+    unfrozen: list[bool] = []
+    unfreeze = gc.unfreeze
+    monkeypatch.setattr(gc, "unfreeze", lambda: (unfrozen.append(True), unfreeze())[1])
+    cache.get_or_load(b, _loader(tiny_folders[1], []))
+    assert cache.keys() == [b] and cache.evictions == 1
+    assert pipe_ref() is None and unfrozen == []
+
+
+def test_a_model_the_backend_evicts_is_freed_during_the_switch(
+        tmp_path: Path, tiny_folders: list[Path], caplog: pytest.LogCaptureFixture) -> None:
+    """Nothing outside the cache (the backend's current model, its previewer, the switcher)
+    still holds the evicted model while the cache drops it."""
+    import weakref
+
+    from desktop_app.pipeline.backend.diffusers_backend import DiffusersBackend
+    from tests.pipeline.engine_helpers import run
+
+    backend = DiffusersBackend(tmp_path / "out", previews=True)
+    backend._models.cache.max_entries = 1
+    run(backend, _backend_request(tiny_folders[0], None))
+    first = weakref.ref(backend.loaded.pipe)
+    run(backend, _backend_request(tiny_folders[1], None))
+    assert first() is None and backend._models.cache.evictions == 1
+    assert "still referenced" not in caplog.text

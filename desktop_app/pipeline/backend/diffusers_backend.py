@@ -246,6 +246,7 @@ class DiffusersBackend:
 
     def _ensure_model(self, request: GenerationRequest, on_load: LoadCallback | None
                       ) -> LoadedModel:
+        self._loaded = self._previewer = None  # lets a model evicted by the load be freed
         active = self._models.ensure(request, on_load)
         loaded: LoadedModel = active.loaded
         self._loaded = loaded

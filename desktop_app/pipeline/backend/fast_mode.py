@@ -239,6 +239,20 @@ def remove_fast_mode(loaded: HasPipe) -> None:
     log.info("Fast mode removed")
 
 
+def detach_fast_mode(pipe: Any) -> None:
+    """Drop fast mode's compiled wrappers and state from a pipeline that is being thrown away
+    (evicted from the model cache), without undoing its changes to the weights: they go with
+    it. That breaks the only reference cycles a loaded pipeline has, so reference counting
+    frees it at once, also after a compile froze it (collector.py)."""
+    if _state_of(pipe) is None:
+        return
+    _set_state(pipe, None)
+    for component, attribute in (("unet", "forward"), ("vae", "decode")):
+        module = getattr(pipe, component, None)
+        if module is not None:
+            vars(module).pop(attribute, None)  # fast_mode_compile.install_unet / install_vae
+
+
 def _prepare(pipe: Any, state: FastModeState, config: FastModeConfig) -> None:
     import torch
 

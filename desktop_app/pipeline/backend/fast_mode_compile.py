@@ -8,10 +8,12 @@ See fast_mode.py for why outputs are cloned and timesteps normalised.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from desktop_app.pipeline import collector
 from desktop_app.pipeline.backend import fast_mode_cache
 from desktop_app.pipeline.backend.memory import weights_dtype
 
@@ -135,7 +137,10 @@ class _CompiledCall:
         try:
             if self.cuda_graphs:
                 torch.compiler.cudagraph_mark_step_begin()  # type: ignore[no-untyped-call]
-            with _sdpa_context(self.sdpa_backend):
+            # A first call compiles: hundreds of thousands of new long-lived objects, so full
+            # collections wait until it is done (collector.py: GUI stalls).
+            with (collector.long_lived_work() if first else contextlib.nullcontext()), \
+                    _sdpa_context(self.sdpa_backend):
                 out = self.compiled(*args, **kwargs)
         except Exception as exc:
             self._fail(exc)
@@ -196,8 +201,6 @@ def _signature(values: Any) -> tuple[Any, ...]:
 
 
 def _sdpa_context(backend: str) -> Any:
-    import contextlib
-
     if backend == "auto":
         return contextlib.nullcontext()
     from torch.nn.attention import SDPBackend, sdpa_kernel

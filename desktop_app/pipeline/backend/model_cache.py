@@ -98,7 +98,9 @@ class ModelCache:
 
     def __init__(self, budget_bytes: int | None = None,
                  max_entries: int = DEFAULT_MAX_ENTRIES,
-                 measure: Callable[[Any], int] | None = None) -> None:
+                 measure: Callable[[Any], int] | None = None,
+                 on_drop: Callable[[Any], None] | None = None) -> None:
+        self.on_drop = on_drop  # told of each value leaving the cache, before it is freed
         self.budget_bytes = budget_bytes if budget_bytes is not None else default_budget_bytes()
         self.max_entries = max(1, max_entries)
         self._measure = measure or (lambda value: pipeline_nbytes(pipe_of(value)))
@@ -143,22 +145,35 @@ class ModelCache:
 
     def discard(self, key: ModelKey) -> None:
         """Drop one entry (e.g. after a failure left it in an unknown state)."""
-        if self._entries.pop(key, None) is not None and self._active == key:
-            self._active = None
+        if key in self._entries:
+            self._drop([key])
 
     def clear(self) -> None:
-        self._entries.clear()
-        self._active = None
+        self._drop(list(self._entries))
 
     def _evict_to_budget(self, keep: ModelKey) -> None:
         while len(self._entries) > 1 and (len(self._entries) > self.max_entries
                                           or self.total_bytes > self.budget_bytes):
             oldest = next(k for k in self._entries if k != keep)
-            evicted = self._entries.pop(oldest)
+            log.info("model cache: evicting %s (%.0f MB)", oldest.path,
+                     self._entries[oldest].nbytes / 1e6)
+            self._drop([oldest])
             self.evictions += 1
-            log.info("model cache: evicted %s (%.0f MB)", oldest.path, evicted.nbytes / 1e6)
         if self.total_bytes > self.budget_bytes:
             log.warning("model cache: %s alone exceeds the RAM budget", keep.path)
+
+    def _drop(self, keys: list[ModelKey]) -> None:
+        """Remove entries and make sure their pipelines leave memory (see collector.free)."""
+        from desktop_app.pipeline import collector
+
+        values = [self._entries.pop(key).value for key in keys]
+        if self._active in keys:
+            self._active = None
+        refs = collector.weak_refs(map(pipe_of, values))
+        if self.on_drop is not None:
+            list(map(self.on_drop, values))
+        del values  # the last references (the switcher and backend let go before loading)
+        collector.free(refs)
 
     def _park_active(self) -> None:
         if self._active is None or self._active not in self._entries:
@@ -175,6 +190,13 @@ class ModelCache:
         if entry.key.device != "cpu" and not getattr(entry.plan, "cpu_offload", False):
             entry.pipe.to(entry.key.device)
         self._active = entry.key
+
+
+def _detach_dropped(value: Any) -> None:
+    """A pipeline leaving the cache: break its fast-mode cycles so it is freed at once."""
+    from desktop_app.pipeline.backend.fast_mode import detach_fast_mode
+
+    detach_fast_mode(pipe_of(value))
 
 
 @dataclass
@@ -198,7 +220,9 @@ class ModelSwitcher:
 
     def __init__(self, cache: ModelCache | None = None, *, previews: bool = True,
                  taesd_folder: Any = None) -> None:
-        self.cache = cache or ModelCache()
+        self.cache = cache if cache is not None else ModelCache()  # (an empty one is falsy)
+        if self.cache.on_drop is None:
+            self.cache.on_drop = _detach_dropped
         self.previews = previews
         self.taesd_folder = taesd_folder
         self._previewers: dict[bool, Any] = {}
@@ -236,6 +260,7 @@ class ModelSwitcher:
             loaded.pipe.set_progress_bar_config(disable=True)
             return loaded
 
+        self.current = None  # no reference left to a model the load below may evict
         entry = self.cache.get_or_load(key, load)
         loaded = entry.value
         entry.extras.setdefault("scheduler_config", dict(loaded.pipe.scheduler.config))
