@@ -112,13 +112,24 @@ def free(refs: Iterable[weakref.ref[Any]]) -> bool:
     refs = list(refs)
     if all(ref() is None for ref in refs):
         return True
-    with _lock:
-        gc.collect()
-        if _models_frozen and any(ref() is not None for ref in refs):
-            log.info("A dropped model was frozen by a compile; collecting everything once")
-            gc.unfreeze()
-            _collect_and_freeze()
+    gc.collect()
+    if _models_frozen and any(ref() is not None for ref in refs):
+        log.info("A dropped model was frozen by a compile; collecting everything once")
+        collect_all()
     alive = sum(ref() is not None for ref in refs)
     if alive:
         log.warning("%d dropped object(s) are still referenced and stay in memory", alive)
     return alive == 0
+
+
+def collect_all() -> None:
+    """A full collection that also reaches the objects compiles froze, for after their owner
+    dropped them: `torch._dynamo.reset()` when fast mode is switched off (whatever of dynamo's
+    or the CUDA-graph trees' sits in a reference cycle would stay otherwise, with the GPU
+    memory it holds). Walks every object once (`benchmarks/compile_stall.py` times it)."""
+    with _lock:
+        if _models_frozen:
+            gc.unfreeze()
+            _collect_and_freeze()
+        else:
+            gc.collect()

@@ -226,6 +226,28 @@ def test_a_detached_fast_mode_model_is_freed_by_reference_counting() -> None:
     assert pipe_ref() is None and unet_ref() is None  # no collection needed
 
 
+def test_switching_fast_mode_off_also_collects_what_the_compile_froze(loaded: Loaded) -> None:
+    """The compile freezes what exists (collector.long_lived_work); dynamo's reset on switching
+    fast mode off drops compiled code whose cycles (CUDA-graph memory among them) the frozen
+    generation would otherwise keep. Stand-in: a cycle that existed during the compile."""
+    import gc
+    import weakref
+
+    class Cycle:
+        def __init__(self) -> None:
+            self.me = self
+
+    cycle = Cycle()
+    ref = weakref.ref(cycle)
+    apply_fast_mode(loaded, 64, 64, 1, None, CPU_TRACE)
+    generate(loaded.pipe)  # compiles: `cycle` is frozen with everything else
+    del cycle
+    gc.collect()
+    assert ref() is not None
+    fast_mode.remove_fast_mode(loaded)
+    assert ref() is None
+
+
 def test_cudnn_autotuning_is_switched_on_and_restored_with_fast_mode() -> None:
     state = fast_mode.FastModeState()
     before = torch.backends.cudnn.benchmark

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from desktop_app.pipeline import collector
 from desktop_app.pipeline.api import LoadCallback, LoadUpdate
 from desktop_app.pipeline.backend import fast_mode_cache, fast_mode_compile
 from desktop_app.pipeline.backend.memory import has_offload_hooks
@@ -236,6 +237,7 @@ def remove_fast_mode(loaded: HasPipe) -> None:
         undo()
     if state.active:
         torch._dynamo.reset()  # drops compiled code and CUDA graph pools that hold the model
+        collector.collect_all()  # the compile froze them; their cycles need the collector
     log.info("Fast mode removed")
 
 
