@@ -248,6 +248,24 @@ def test_switching_fast_mode_off_also_collects_what_the_compile_froze(loaded: Lo
     assert ref() is None
 
 
+def test_another_model_announces_its_recompile_after_fast_mode_is_removed_from_one() -> None:
+    """Removing fast mode resets dynamo, which drops every model's compiled code: a second
+    cached model then compiles again on its next job and must say so, not hang silently."""
+    first, second = (Loaded(make_tiny_sd15_pipeline_small_unet()) for _ in range(2))
+    updates: list[LoadUpdate] = []
+    apply_fast_mode(first, 64, 64, 1, None, CPU_TRACE)
+    state = apply_fast_mode(second, 64, 64, 1, updates.append, CPU_TRACE)
+    generate(first.pipe)
+    generate(second.pipe)
+    assert (64, 64, 2) in state.compiled
+    fast_mode.remove_fast_mode(first)
+    assert state.compiled == set()
+    updates.clear()
+    generate(second.pipe)
+    assert updates and updates[0].stage.startswith("Compiling UNet for 64×64")
+    assert (64, 64, 2) in state.compiled
+
+
 def test_cudnn_autotuning_is_switched_on_and_restored_with_fast_mode() -> None:
     state = fast_mode.FastModeState()
     before = torch.backends.cudnn.benchmark

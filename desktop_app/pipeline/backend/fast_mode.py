@@ -237,6 +237,7 @@ def remove_fast_mode(loaded: HasPipe) -> None:
         undo()
     if state.active:
         torch._dynamo.reset()  # drops compiled code and CUDA graph pools that hold the model
+        fast_mode_compile.forget_compiled_code()  # …of every model: the others recompile
         collector.collect_all()  # the compile froze them; their cycles need the collector
     log.info("Fast mode removed")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from desktop_app.pipeline import collector
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
     from desktop_app.pipeline.backend.fast_mode import FastModeConfig, FastModeState
 
 log = logging.getLogger(__name__)
+
+_LIVE_CALLS: weakref.WeakSet[_CompiledCall] = weakref.WeakSet()  # for forget_compiled_code
 
 
 def install_unet(unet: Any, state: FastModeState, config: FastModeConfig) -> None:
@@ -109,6 +112,15 @@ def _timestep_tensor(timestep: Any, sample: Any) -> Any:
     return timestep
 
 
+def forget_compiled_code() -> None:
+    """After `torch._dynamo.reset()` (which drops the compiled code of every model, not only the
+    one fast mode was removed from): every other fast-mode model compiles again on its next
+    call, so it must announce that again ("Compiling … for W×H") rather than hang silently."""
+    for call in list(_LIVE_CALLS):
+        call.seen.clear()
+        call.state.compiled.clear()
+
+
 class _CompiledCall:
     """Calls a compiled function; announces first compiles, falls back to eager on failure.
 
@@ -123,6 +135,7 @@ class _CompiledCall:
         self.sdpa_backend, self.cuda_graphs = sdpa_backend, cuda_graphs
         self.seen: set[tuple[Any, ...]] = set()
         self.failed = False
+        _LIVE_CALLS.add(self)
 
     def __call__(self, size: tuple[int, int, int], *args: Any, **kwargs: Any) -> Any:
         import torch
