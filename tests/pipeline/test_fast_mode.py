@@ -228,8 +228,9 @@ def test_a_detached_fast_mode_model_is_freed_by_reference_counting() -> None:
 
 def test_switching_fast_mode_off_also_collects_what_the_compile_froze(loaded: Loaded) -> None:
     """The compile freezes what exists (collector.long_lived_work); dynamo's reset on switching
-    fast mode off drops compiled code whose cycles (CUDA-graph memory among them) the frozen
-    generation would otherwise keep. Stand-in: a cycle that existed during the compile."""
+    fast mode off drops compiled code whose cycles (on a GPU perhaps holding CUDA-graph memory)
+    the frozen generation would otherwise keep. Stand-in: a cycle that existed during the
+    compile."""
     import gc
     import weakref
 
