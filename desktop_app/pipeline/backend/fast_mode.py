@@ -99,6 +99,7 @@ class FastModeState:
     arch_key: str = ""
     offloaded: bool = False
     restore: list[Any] = field(default_factory=list, repr=False)
+    wrapped: list[tuple[Any, str]] = field(default_factory=list, repr=False)  # (module, attr)
 
     def notify(self, stage: str, fraction: float) -> None:
         if self.on_load is not None:
@@ -247,13 +248,12 @@ def detach_fast_mode(pipe: Any) -> None:
     (evicted from the model cache), without undoing its changes to the weights: they go with
     it. That breaks the only reference cycles a loaded pipeline has, so reference counting
     frees it at once, also after a compile froze it (collector.py)."""
-    if _state_of(pipe) is None:
+    state = _state_of(pipe)
+    if state is None:
         return
     _set_state(pipe, None)
-    for component, attribute in (("unet", "forward"), ("vae", "decode")):
-        module = getattr(pipe, component, None)
-        if module is not None:
-            vars(module).pop(attribute, None)  # fast_mode_compile.install_unet / install_vae
+    for module, attribute in state.wrapped:  # the compiled calls (fast_mode_compile._wrap)
+        vars(module).pop(attribute, None)
 
 
 def _prepare(pipe: Any, state: FastModeState, config: FastModeConfig) -> None:

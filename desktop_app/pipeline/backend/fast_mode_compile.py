@@ -46,8 +46,7 @@ def install_unet(unet: Any, state: FastModeState, config: FastModeConfig) -> Non
 
         return UNet2DConditionOutput(sample=noise)
 
-    unet.forward = forward
-    state.restore.append(lambda: unet.__dict__.pop("forward", None))
+    _wrap(state, unet, "forward", forward)
     state.applied.append("compiled UNet" + (" + CUDA graphs" if graphs else ""))
 
 
@@ -80,9 +79,16 @@ def install_vae(vae: Any, state: FastModeState, config: FastModeConfig) -> None:
         image = image.clone() if call.cuda_graphs else image
         return DecoderOutput(sample=image) if return_dict else (image,)
 
-    vae.decode = decode
-    state.restore.append(lambda: vae.__dict__.pop("decode", None))
+    _wrap(state, vae, "decode", decode)
     state.applied.append("compiled VAE decode")
+
+
+def _wrap(state: FastModeState, module: Any, attribute: str, wrapper: Any) -> None:
+    """Shadow `module.<attribute>` with an instance attribute; recorded in the state, so that
+    removing (restore) and detaching (fast_mode.detach_fast_mode) both find every wrapper."""
+    setattr(module, attribute, wrapper)
+    state.wrapped.append((module, attribute))
+    state.restore.append(lambda: vars(module).pop(attribute, None))
 
 
 def compile_kwargs(config: FastModeConfig, cuda_graphs: bool) -> dict[str, Any]:
