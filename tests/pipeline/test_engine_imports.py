@@ -83,15 +83,20 @@ def test_a_model_loaded_after_the_warm_up_is_freed_when_the_engine_lets_go(
     assert fresh_process["frozen_after_job"] <= fresh_process["frozen"]
 
 
-def test_the_collector_stays_off_when_the_caller_had_turned_it_off() -> None:
-    code = ("import gc; gc.disable()\n"
-            "from desktop_app.pipeline.engine import create_backend\n"
-            "create_backend(None)\nprint(gc.isenabled())")
+def _printed_by_fresh_python(code: str) -> list[str]:
+    """The words `code` prints in a fresh interpreter (which must exit cleanly)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=env, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split()[-1] == "False"
+    return proc.stdout.split()
+
+
+def test_the_collector_stays_off_when_the_caller_had_turned_it_off() -> None:
+    code = ("import gc; gc.disable()\n"
+            "from desktop_app.pipeline.engine import create_backend\n"
+            "create_backend(None)\nprint(gc.isenabled())")
+    assert _printed_by_fresh_python(code)[-1] == "False"
 
 
 def test_a_failed_first_import_turns_the_collector_back_on_and_reports_the_error() -> None:
@@ -100,8 +105,4 @@ def test_a_failed_first_import_turns_the_collector_back_on_and_reports_the_error
             "from desktop_app.pipeline.engine import create_backend\n"
             "try:\n    create_backend(None)\nexcept ImportError as exc:\n    print('raised')\n"
             "print(gc.isenabled())")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=env, timeout=600, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["raised", "True"]
+    assert _printed_by_fresh_python(code) == ["raised", "True"]
