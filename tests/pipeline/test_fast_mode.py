@@ -358,7 +358,8 @@ def test_the_backend_option_on_a_cpu_generates_as_before_and_can_be_switched_off
     assert fast_mode.fast_mode_state(backend.loaded) is None
 
 
-def report_five_steps(previewer: Any, preview_interval_s: float = 0.0) -> list[Any]:
+def report_five_steps(previewer: Any, preview_interval_s: float = 0.0,
+                      final_preview: bool = True) -> list[Any]:
     """Five step callbacks of one batch through the engine's `_StepReporter`; the updates."""
     from diffusers import EulerDiscreteScheduler
 
@@ -368,7 +369,8 @@ def report_five_steps(previewer: Any, preview_interval_s: float = 0.0) -> list[A
 
     updates: list[StepUpdate] = []
     reporter = _StepReporter(CancelToken(), updates.append, StepCapture(EulerDiscreteScheduler()),
-                             previewer, 0, 1, preview_interval_s=preview_interval_s)
+                             previewer, 0, 1, preview_interval_s=preview_interval_s,
+                             final_preview=final_preview)
 
     class Pipe:
         num_timesteps = 5
@@ -410,10 +412,9 @@ def test_fast_mode_previews_come_once_per_interval(monkeypatch: pytest.MonkeyPat
     assert [u.preview is not None for u in updates] == [False, True, False, True, True]
 
 
-@pytest.mark.parametrize("copied", [True, False])
-def test_throttled_cuda_previews_are_published_as_soon_as_their_copy_is_done(
-        monkeypatch: pytest.MonkeyPatch, copied: bool) -> None:
-    """The CUDA branch, with stand-ins: preview n is an 8×8 image of value n."""
+def cuda_stand_ins(monkeypatch: pytest.MonkeyPatch, copied: bool) -> tuple[Any, list[str]]:
+    """A previewer whose preview n is an 8×8 image of value n "on the GPU", and CUDA events
+    whose copies are done when `copied`; (previewer, the waits on events)."""
     from types import SimpleNamespace
 
     class OnGpu:  # what a previewer returns on CUDA: copied to the host without waiting
@@ -444,14 +445,61 @@ def test_throttled_cuda_previews_are_published_as_soon_as_their_copy_is_done(
         def synchronize(self) -> None:
             waits.append("sync")
 
-    fake_clock(monkeypatch, [0.0, 0.1, 0.3, 0.4, 0.45])  # start, steps 1–4; interval 0.25 s
     monkeypatch.setattr(torch.cuda, "Event", Event)
-    updates = report_five_steps(Previewer(), preview_interval_s=0.25)
-    shown = [None if u.preview is None else u.preview.rgb[0] for u in updates]
+    return Previewer(), waits
+
+
+@pytest.mark.parametrize("copied", [True, False])
+def test_throttled_cuda_previews_are_published_as_soon_as_their_copy_is_done(
+        monkeypatch: pytest.MonkeyPatch, copied: bool) -> None:
+    """The CUDA branch, with stand-ins: preview n is an 8×8 image of value n."""
+    previewer, waits = cuda_stand_ins(monkeypatch, copied)
+    fake_clock(monkeypatch, [0.0, 0.1, 0.3, 0.4, 0.45])  # start, steps 1–4; interval 0.25 s
+    updates = report_five_steps(previewer, preview_interval_s=0.25)
     # Preview 1 is made at step 2 (0.3 s) and shown at step 3 once copied, not an interval
     # later; the last step makes and shows preview 2, waiting for its copy (the one wait).
-    assert shown == [None, None, 1 if copied else None, None, 2]
+    assert shown_values(updates) == [None, None, 1 if copied else None, None, 2]
     assert waits == ["sync"]
+
+
+def shown_values(updates: list[Any]) -> list[int | None]:
+    """The value of each update's preview (None: no preview)."""
+    return [None if u.preview is None else u.preview.rgb[0] for u in updates]
+
+
+@pytest.mark.parametrize("copied", [True, False])
+def test_without_a_final_preview_the_last_step_neither_decodes_nor_waits(
+        monkeypatch: pytest.MonkeyPatch, copied: bool) -> None:
+    """Fast mode on CUDA: the last step makes no preview and never waits for the GPU; a
+    preview whose copy finished meanwhile is still shown."""
+    previewer, waits = cuda_stand_ins(monkeypatch, copied)
+    fake_clock(monkeypatch, [0.0, 0.1, 0.3, 0.35, 0.4])  # start, steps 1–4; interval 0.25 s
+    updates = report_five_steps(previewer, preview_interval_s=0.25, final_preview=False)
+    assert previewer.made == 1  # at step 2 (0.3 s); none at step 5
+    assert shown_values(updates) == [None, None, 1 if copied else None, None, None]
+    assert waits == []
+
+
+def test_fast_mode_drops_the_last_steps_preview_only_where_it_compiles(
+        tmp_path: Path, tiny_sd15_file: Path, tiny_sd15_config: Path) -> None:
+    """Through the backend: eager jobs (fast mode off, or on where it cannot compile) keep
+    the last step's preview; with compiled calls the image is the same and the last step has
+    none."""
+    from desktop_app.pipeline.backend.diffusers_backend import DiffusersBackend
+    from tests.pipeline.engine_helpers import images_of, request, run
+
+    req = request(tiny_sd15_file, tiny_sd15_config, steps=3)
+    backend = DiffusersBackend(tmp_path / "out", fast_mode=True)
+    eager, eager_updates = run(backend, req)  # on a CPU fast mode stays eager
+    assert backend.loaded is not None
+    assert [u.preview is not None for u in eager_updates] == [True, True, True]
+    fast_mode.remove_fast_mode(backend.loaded)  # …and again, with a config that compiles here
+    state = apply_fast_mode(backend.loaded, 64, 64, 1, None, CPU_TRACE)
+    assert state.active and not state.final_preview
+    fast, fast_updates = run(backend, req)
+    assert [u.step for u in fast_updates] == [1, 2, 3]
+    assert fast_updates[-1].preview is None
+    assert np.abs(images_of(fast)[0] - images_of(eager)[0]).max() <= 1
 
 
 @pytest.mark.parametrize("error", [torch.OutOfMemoryError("CUDA out of memory. Tried to allocate"),

@@ -68,18 +68,21 @@ class _StepReporter:
     is started asynchronously and published one step later (the last step's at once), so
     previews never stall the GPU queue. `preview_interval_s` > 0 (fast mode) computes at
     most one preview per interval, the first one interval after the batch starts, plus the
-    last step's.
+    last step's unless `final_preview` is False (fast mode on CUDA: the image itself follows
+    within milliseconds, and the last preview cost a decode on the GPU's critical path plus a
+    wait for the GPU that left it idle until the final decode was launched).
     """
 
     def __init__(self, cancel: CancelToken, on_step: StepCallback, capture: StepCapture,
                  previewer: Any, batch_index: int, batch_total: int,
-                 preview_interval_s: float = 0.0) -> None:
+                 preview_interval_s: float = 0.0, final_preview: bool = True) -> None:
         self.cancel, self.on_step, self.capture = cancel, on_step, capture
         self.previewer, self.batch_index, self.batch_total = previewer, batch_index, batch_total
         self._pending: tuple[torch.Tensor, Any] | None = None
         # Throttled (fast mode): the first preview comes one interval into the batch, not at
         # step 1, whose latents are still noise.
         self.preview_interval_s, self._preview_at = preview_interval_s, time.perf_counter()
+        self.final_preview = final_preview
 
     def __call__(self, pipe: Any, index: int, timestep: Any, kwargs: dict[str, Any]) -> Any:
         self.cancel.raise_if_cancelled()
@@ -92,6 +95,8 @@ class _StepReporter:
     def _preview(self, latents: torch.Tensor, *, last: bool) -> Any:
         if self.previewer is None:
             return None
+        if last and not self.final_preview:
+            return self._finished_preview()
         if self.preview_interval_s > 0 and not last:
             now = time.perf_counter()
             if now - self._preview_at < self.preview_interval_s:
@@ -193,7 +198,7 @@ class DiffusersBackend:
         # Fast mode (settings): compiled UNet + CUDA graphs on CUDA, eager elsewhere
         # (fast_mode.py). May be flipped between jobs; the next job applies or removes it.
         self.fast_mode = fast_mode
-        self._preview_interval_s = 0.0
+        self._preview_interval_s, self._final_preview = 0.0, True
         self.previews = previews
         self.taesd_folder = taesd_folder
         self._loaded: LoadedModel | None = None
@@ -253,6 +258,7 @@ class DiffusersBackend:
         fast = sync_fast_mode(loaded, self.fast_mode, request.width, request.height,
                               request.batch_size, on_load)
         self._preview_interval_s = fast.preview_interval_s if fast is not None else 0.0
+        self._final_preview = fast.final_preview if fast is not None else True
         self._scheduler_config, self._previewer = active.scheduler_config, active.previewer
         return loaded
 
@@ -278,7 +284,8 @@ class DiffusersBackend:
                 reporter = _StepReporter(cancel, on_step, StepCapture(scheduler),
                                          self._previewer, batch, request.batch_count,
                                          max(self._preview_interval_s,
-                                             getattr(self._previewer, "min_interval_s", 0.0)))
+                                             getattr(self._previewer, "min_interval_s", 0.0)),
+                                         self._final_preview)
                 latents = self._denoise(pipe, request, conditioning, noise, reporter)
                 decoded = decode_latents(pipe, latents)
                 pipe.maybe_free_model_hooks()

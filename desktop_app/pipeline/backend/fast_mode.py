@@ -33,8 +33,9 @@ from desktop_app.pipeline.backend.memory import has_offload_hooks
 
 log = logging.getLogger(__name__)
 
-# Fast mode previews: at most one TAESD decode per this many seconds (the last step always gets
-# one). At ~130 it/s a 2.8 ms TAESD decode per step would cost a third of the step time.
+# Fast mode previews: at most one TAESD decode per this many seconds, and none at the last step
+# (the image itself follows: a decode of a few ms, 22–124 ms even eager, on an H100). At
+# ~130 it/s a 2.8 ms TAESD decode per step would cost a third of the step time.
 PREVIEW_INTERVAL_S = 0.25
 # Distinct shapes kept compiled per function (sizes × batch × prompt lengths); past this dynamo
 # would silently run eager.
@@ -95,6 +96,7 @@ class FastModeState:
     compile_seconds: dict[str, float] = field(default_factory=dict)
     cache_dir: Path | None = None
     preview_interval_s: float = 0.0
+    final_preview: bool = True  # a preview at the last step too (see _StepReporter)
     on_load: LoadCallback | None = None
     arch_key: str = ""
     offloaded: bool = False
@@ -302,7 +304,7 @@ def _prepare(pipe: Any, state: FastModeState, config: FastModeConfig) -> None:
     if config.compile_vae and hasattr(pipe, "vae"):
         fast_mode_compile.install_vae(pipe.vae, state, config)
     state.active = True
-    state.preview_interval_s = PREVIEW_INTERVAL_S
+    state.preview_interval_s, state.final_preview = PREVIEW_INTERVAL_S, False
     state.reason = f"Fast mode on ({', '.join(state.applied)}); {why}"
     log.info("%s", state.reason)
 
