@@ -345,17 +345,38 @@ def test_output_to_an_explicit_png_path(sd15: dict[str, Any], tmp_path: Path) ->
     assert not list(tmp_path.glob(".*"))  # no reservation or temp litter
 
 
-def test_taesd_previews_are_full_size(sd15: dict[str, Any], tmp_path: Path) -> None:
+def save_tiny_taesd(folder: Path) -> None:
+    """A small random-weight TAESD where the engine looks for one (`folder/taesd`)."""
     from diffusers import AutoencoderTiny
 
-    tiny = AutoencoderTiny(encoder_block_out_channels=(8, 8, 8, 8),
-                           decoder_block_out_channels=(8, 8, 8, 8),
-                           num_encoder_blocks=(1, 1, 1, 1), num_decoder_blocks=(1, 1, 1, 1))
-    tiny.save_pretrained(str(tmp_path / "taesd"))
+    AutoencoderTiny(encoder_block_out_channels=(8, 8, 8, 8),
+                    decoder_block_out_channels=(8, 8, 8, 8), num_encoder_blocks=(1, 1, 1, 1),
+                    num_decoder_blocks=(1, 1, 1, 1)).save_pretrained(str(folder / "taesd"))
+
+
+def test_taesd_previews_are_full_size(sd15: dict[str, Any], tmp_path: Path) -> None:
+    save_tiny_taesd(tmp_path)
     backend = DiffusersBackend(tmp_path / "img", taesd_folder=tmp_path)
     _, updates = run(backend, request(**sd15))
     assert updates[-1].preview is not None
     assert (updates[-1].preview.width, updates[-1].preview.height) == (SIZE, SIZE)
+
+
+def test_a_taesd_added_or_removed_while_running_is_used_from_the_next_job(
+        sd15: dict[str, Any], tmp_path: Path) -> None:
+    """Downloading TAESD from the library panel must not need an app restart."""
+    backend = DiffusersBackend(tmp_path / "img", taesd_folder=tmp_path / "decoders")
+
+    def preview_width() -> int:
+        _, updates = run(backend, request(**sd15))
+        assert updates[-1].preview is not None
+        return updates[-1].preview.width
+
+    assert preview_width() == SIZE // 8  # no TAESD yet: the linear map, 1/8 size
+    save_tiny_taesd(tmp_path / "decoders")
+    assert preview_width() == SIZE
+    shutil.rmtree(tmp_path / "decoders" / "taesd")
+    assert preview_width() == SIZE // 8
 
 
 def _folder_with_preview_map(tiny_sd15_dir: Path, tmp_path: Path, text: str) -> Path:
@@ -367,11 +388,7 @@ def _folder_with_preview_map(tiny_sd15_dir: Path, tmp_path: Path, text: str) -> 
 
 def test_a_models_own_preview_map_wins_over_the_standard_map_and_taesd(
         tiny_sd15_dir: Path, tmp_path: Path) -> None:
-    from diffusers import AutoencoderTiny
-
-    AutoencoderTiny(encoder_block_out_channels=(8, 8, 8, 8),
-                    decoder_block_out_channels=(8, 8, 8, 8), num_encoder_blocks=(1, 1, 1, 1),
-                    num_decoder_blocks=(1, 1, 1, 1)).save_pretrained(str(tmp_path / "taesd"))
+    save_tiny_taesd(tmp_path)
     # All-zero factors and a red bias: every preview pixel must come out pure red.
     folder = _folder_with_preview_map(tiny_sd15_dir, tmp_path, json.dumps(
         {"factors": [[0, 0, 0]] * 4, "bias": [1, -1, -1]}))

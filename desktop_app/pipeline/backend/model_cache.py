@@ -225,7 +225,8 @@ class ModelSwitcher:
             self.cache.on_drop = _detach_dropped
         self.previews = previews
         self.taesd_folder = taesd_folder
-        self._previewers: dict[bool, Any] = {}
+        # Per family (SDXL or not): the previewer and the TAESD files it was made from.
+        self._previewers: dict[bool, tuple[tuple[object, ...], Any]] = {}
         self.current: CachedModel | None = None
 
     def key_for(self, request: Any) -> ModelKey:
@@ -279,18 +280,26 @@ class ModelSwitcher:
                            plan, self.cache.hits > hits)
 
     def _previewer(self, loaded: Any) -> Any:
+        """The model's own previewer, else TAESD when its weights are there, else the linear
+        map. A TAESD downloaded (or removed) while the app runs is picked up by the next job."""
         if not self.previews:
             return None
-        from desktop_app.pipeline.backend.previews import make_previewer, model_previewer
+        from desktop_app.pipeline.backend.previews import (
+            make_previewer,
+            model_previewer,
+            taesd_signature,
+        )
 
         is_xl = getattr(loaded.pipe, "text_encoder_2", None) is not None
         # The model's own previews fit only its own VAE (not one swapped in from the library).
         own = None if loaded.vae_name else model_previewer(loaded.path, is_xl, loaded.pipe.vae)
         if own is not None:
             return own
-        if is_xl not in self._previewers:
-            self._previewers[is_xl] = make_previewer(is_xl, self.taesd_folder)
-        return self._previewers[is_xl]
+        files = taesd_signature(is_xl, self.taesd_folder)
+        made = self._previewers.get(is_xl)
+        if made is None or made[0] != files:
+            made = self._previewers[is_xl] = (files, make_previewer(is_xl, self.taesd_folder))
+        return made[1]
 
     def out_of_memory(self) -> Any:
         """Clean up after an out-of-memory failure; the UserError to raise (hint: low VRAM)."""

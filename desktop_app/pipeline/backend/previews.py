@@ -235,16 +235,32 @@ def _decoder_from_original(file: Path) -> Any:
     return tiny
 
 
+def _taesd_candidates(is_xl: bool, folder: Path | None) -> list[Path]:
+    base = folder if folder is not None else taesd_dir()
+    stem = "taesdxl" if is_xl else "taesd"
+    return [base / stem, base / f"{stem}_decoder.safetensors", base / f"{stem}_decoder.pth",
+            base / f"{stem}.safetensors"]  # the library's download (diffusers keys)
+
+
+def taesd_signature(is_xl: bool, folder: Path | None = None) -> tuple[tuple[str, int, int], ...]:
+    """What `load_taesd` would find, as (name, mtime, size) of each candidate present: it
+    changes when a TAESD is downloaded, replaced or deleted. A few stat calls."""
+    found = []
+    for candidate in _taesd_candidates(is_xl, folder):
+        try:
+            info = candidate.stat()
+        except OSError:
+            continue
+        found.append((candidate.name, info.st_mtime_ns, info.st_size))
+    return tuple(found)
+
+
 def load_taesd(is_xl: bool, folder: Path | None = None) -> Any | None:
     """The TAESD (or TAESDXL) decoder found in `folder` (default `taesd_dir()`), or None.
 
     A broken file is logged and ignored: previews fall back to the linear map.
     """
-    base = folder if folder is not None else taesd_dir()
-    stem = "taesdxl" if is_xl else "taesd"
-    candidates = [base / stem, base / f"{stem}_decoder.safetensors", base / f"{stem}_decoder.pth",
-                  base / f"{stem}.safetensors"]  # the library's download (diffusers keys)
-    for candidate in candidates:
+    for candidate in _taesd_candidates(is_xl, folder):
         if not candidate.exists():
             continue
         try:
