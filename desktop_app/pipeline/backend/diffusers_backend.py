@@ -50,7 +50,7 @@ from desktop_app.pipeline.backend.memory import (
 )
 from desktop_app.pipeline.backend.model_cache import ModelSwitcher
 from desktop_app.pipeline.backend.noise import BatchNoise, batch_noise
-from desktop_app.pipeline.backend.previews import StepCapture, to_preview
+from desktop_app.pipeline.backend.previews import PreviewCosts, StepCapture, to_preview
 from desktop_app.pipeline.backend.samplers import build_scheduler, quiet_known_warnings
 from desktop_app.pipeline.backend.text_encoding import Conditioning, PromptCache
 
@@ -64,25 +64,32 @@ class _StepReporter:
 
     Progress counts model evaluations: the pipeline calls back once per entry of its timestep
     list, which has two entries per step for second-order samplers (Heun, DPM2), so
-    `step = index + 1` of `pipe.num_timesteps` is exact. On CUDA the preview's copy to the host
-    is started asynchronously and published one step later (the last step's at once), so
-    previews never stall the GPU queue. `preview_interval_s` > 0 (fast mode) computes at
-    most one preview per interval, the first one interval after the batch starts, plus the
-    last step's unless `final_preview` is False (fast mode on CUDA: the image itself follows
-    within milliseconds, and the last preview cost a decode on the GPU's critical path plus a
-    wait for the GPU that left it idle until the final decode was launched).
+    `step = index + 1` of `pipe.num_timesteps` is exact.
+
+    Previews are paced by their cost (`PreviewCosts`): each one is timed as it is made (GPU
+    time on CUDA) and the next waits until that cost / `PREVIEW_BUDGET` has passed since it
+    started, so they take at most that share of the batch — a linear map still previews every
+    step, a TAESD or VAE decode every few. `preview_interval_s` (fast mode) is a floor on the
+    gap; the first preview comes one gap after the batch starts (at step 1 when nothing is
+    known yet). The last step always has one unless `final_preview` is False (fast mode on
+    CUDA: the image itself follows within milliseconds, and the last preview cost a decode on
+    the GPU's critical path plus a wait for the GPU that left it idle until the final decode
+    was launched). On CUDA the preview's copy to the host is started asynchronously and
+    published once done, a step or more later (the last step's at once), so previews never
+    stall the GPU queue.
     """
 
     def __init__(self, cancel: CancelToken, on_step: StepCallback, capture: StepCapture,
                  previewer: Any, batch_index: int, batch_total: int,
-                 preview_interval_s: float = 0.0, final_preview: bool = True) -> None:
+                 preview_interval_s: float = 0.0, final_preview: bool = True,
+                 costs: PreviewCosts | None = None) -> None:
         self.cancel, self.on_step, self.capture = cancel, on_step, capture
         self.previewer, self.batch_index, self.batch_total = previewer, batch_index, batch_total
-        self._pending: tuple[torch.Tensor, Any] | None = None
-        # Throttled (fast mode): the first preview comes one interval into the batch, not at
-        # step 1, whose latents are still noise.
-        self.preview_interval_s, self._preview_at = preview_interval_s, time.perf_counter()
-        self.final_preview = final_preview
+        self.preview_interval_s, self.final_preview = preview_interval_s, final_preview
+        self.costs = costs if costs is not None else PreviewCosts()
+        # (host copy, start and end events, latent shape) of a CUDA preview not yet shown
+        self._pending: tuple[torch.Tensor, Any, Any, tuple[int, ...]] | None = None
+        self._preview_at = time.perf_counter()
 
     def __call__(self, pipe: Any, index: int, timestep: Any, kwargs: dict[str, Any]) -> Any:
         self.cancel.raise_if_cancelled()
@@ -95,40 +102,59 @@ class _StepReporter:
     def _preview(self, latents: torch.Tensor, *, last: bool) -> Any:
         if self.previewer is None:
             return None
+        shown = self._finished_preview()  # first, so that its GPU time counts below
         if last and not self.final_preview:
-            return self._finished_preview()
-        if self.preview_interval_s > 0 and not last:
-            now = time.perf_counter()
-            if now - self._preview_at < self.preview_interval_s:
-                return self._finished_preview()
-            self._preview_at = now
+            return shown
+        source = self.capture.preview_latents(latents)
+        shape = tuple(source.shape)
+        now = time.perf_counter()
+        gap = max(self.preview_interval_s, self.costs.gap(self.previewer, shape))
+        if not last and now - self._preview_at < gap:
+            return shown
+        self._preview_at = now
         try:
-            rgb = self.previewer.rgb(self.capture.preview_latents(latents))
+            if source.device.type == "cuda":
+                made = self._cuda_preview(source, shape, last)
+                return made if made is not None else shown
+            if source.device.type == "mps":  # time the preview, not the step queued before it
+                torch.mps.synchronize()
+            started = time.perf_counter()
+            image = to_preview(self.previewer.rgb(source))
         except Exception as exc:  # a preview must never cost the image itself
             self._drop_previews(exc)
             return None
-        if rgb.device.type != "cuda":
-            return to_preview(rgb)
-        ready, self._pending = self._pending, None
-        host = rgb.to("cpu", non_blocking=True)
-        event: Any = torch.cuda.Event()  # type: ignore[no-untyped-call]
-        event.record()
+        self.costs.record(self.previewer, shape, time.perf_counter() - started)
+        return image
+
+    def _cuda_preview(self, source: torch.Tensor, shape: tuple[int, ...], last: bool) -> Any:
+        """Decode and start the copy to the host; show the previous preview if its copy is
+        done, or this one at once (waiting for it) at the last step."""
+        event: Any = torch.cuda.Event  # untyped in torch's stubs
+        start, end = event(enable_timing=True), event(enable_timing=True)
+        start.record()
+        host = self.previewer.rgb(source).to("cpu", non_blocking=True)
+        end.record()
+        ready, self._pending = self._pending, (host, start, end, shape)
         if last:
-            event.synchronize()
-            return to_preview(host)
-        self._pending = (host, event)
-        if ready is None:
-            return None
-        ready[1].synchronize()
-        return to_preview(ready[0])
+            return self._show(self._pending, wait=True)
+        return None if ready is None else self._show(ready, wait=True)
 
     def _finished_preview(self) -> Any:
         """The preview whose copy to the host started at an earlier step, once that copy is
         done; never waits. Throttled previews so show up a step after they were made, not one
-        interval later (when the next one is made)."""
-        if self._pending is None or not self._pending[1].query():
+        gap later (when the next one is made)."""
+        if self._pending is None or not self._pending[2].query():
             return None
-        host, self._pending = self._pending[0], None
+        return self._show(self._pending, wait=False)
+
+    def _show(self, pending: tuple[torch.Tensor, Any, Any, tuple[int, ...]], *,
+              wait: bool) -> Any:
+        host, start, end, shape = pending
+        if wait:
+            end.synchronize()
+        if self._pending is pending:
+            self._pending = None
+        self.costs.record(self.previewer, shape, start.elapsed_time(end) / 1000.0)
         return to_preview(host)
 
     def _drop_previews(self, exc: Exception) -> None:
@@ -204,6 +230,7 @@ class DiffusersBackend:
         self._loaded: LoadedModel | None = None
         self._scheduler_config: dict[str, Any] = {}
         self._previewer: Any = None
+        self._preview_costs = PreviewCosts()  # what each previewer's decode took, per size
         self._prompts = PromptCache()  # the last job's embeddings, reused for the same prompts
         # LRU of loaded pipelines + VAE swaps + memory plan (low-VRAM mode applied in place).
         self._models = ModelSwitcher(previews=previews, taesd_folder=taesd_folder)
@@ -283,9 +310,8 @@ class DiffusersBackend:
                 pipe.scheduler = scheduler
                 reporter = _StepReporter(cancel, on_step, StepCapture(scheduler),
                                          self._previewer, batch, request.batch_count,
-                                         max(self._preview_interval_s,
-                                             getattr(self._previewer, "min_interval_s", 0.0)),
-                                         self._final_preview)
+                                         self._preview_interval_s, self._final_preview,
+                                         self._preview_costs)
                 latents = self._denoise(pipe, request, conditioning, noise, reporter)
                 decoded = decode_latents(pipe, latents)
                 pipe.maybe_free_model_hooks()
