@@ -6,6 +6,7 @@ noise, a fresh scheduler per call, the step callback (progress, latent→RGB pre
 cancel check), our own VAE decode, metadata and the atomic, fsynced PNG write.
 
     nice -n 10 .venv/bin/python -m benchmarks.engine_overhead            # tiny model, CPU
+    .venv/bin/python -m benchmarks.engine_overhead --taesd               # TAESD previews
     .venv/bin/python -m benchmarks.engine_overhead --model M.safetensors --size 512 --steps 20
 
 Without --model a tiny random SD1-layout model is built in a temp folder (no download).
@@ -47,6 +48,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    parser.add_argument("--taesd", action="store_true", help="previews by a TAESD decoder of "
+                        "the default architecture (random weights) instead of the linear map")
     return parser.parse_args(argv)
 
 
@@ -57,7 +60,8 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
-def _ours(backend: Any, request: Any) -> tuple[float, float]:
+def _ours(backend: Any, request: Any, shown: list[int]) -> tuple[float, float]:
+    """One engine job; (wall, process CPU) seconds. Appends the number of previews to `shown`."""
     from desktop_app.pipeline.api import CancelToken
 
     previews = []
@@ -65,8 +69,19 @@ def _ours(backend: Any, request: Any) -> tuple[float, float]:
     backend.generate(request, CancelToken(), lambda update: previews.append(update.preview))
     _sync()
     elapsed = time.perf_counter() - started, time.process_time() - cpu
-    assert previews and previews[-1] is not None, "previews were expected on every step"
+    assert previews and previews[-1] is not None, "the last step always has a preview"
+    shown.append(sum(p is not None for p in previews))
     return elapsed
+
+
+def _random_taesd(folder: Path) -> Path:
+    """A TAESD decoder of the default architecture with random weights, where the engine
+    looks for one; `folder`."""
+    import diffusers
+
+    tiny_class: Any = diffusers.AutoencoderTiny  # untyped library class
+    tiny_class().save_pretrained(str(folder / "taesd"), safe_serialization=True)
+    return folder
 
 
 def _raw(pipe: Any, args: argparse.Namespace, size: int, config: dict[str, Any],
@@ -108,12 +123,15 @@ def main(argv: list[str] | None = None) -> int:
         sampler=args.sampler, steps=args.steps, cfg_scale=args.cfg, seed=1, width=size,
         height=size, device=args.device,
     )
-    backend = DiffusersBackend(work / "ours", previews=True)
+    # Our own decoder folder: a TAESD kept in the app's data folder must not change the figures.
+    taesd = _random_taesd(work / "taesd") if args.taesd else work / "no-taesd"
+    backend = DiffusersBackend(work / "ours", previews=True, taesd_folder=taesd)
+    shown: list[int] = []
     import warnings
 
     with warnings.catch_warnings():
         quiet_known_warnings()
-        _ours(backend, request)  # loads the model; also the warm-up
+        _ours(backend, request, [])  # loads the model; also the warm-up
         pipe = backend.loaded.pipe
         config = dict(backend._scheduler_config)
         _raw(pipe, args, size, config, work / "raw.png")
@@ -122,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             # A new prompt each round: the engine reuses the last job's embeddings for the
             # same prompts, which a bare diffusers call cannot; this measures the engine alone.
             prompt = f"{PROMPT}, take {round_}"
-            ours.append(_ours(backend, request.replace(prompt=prompt)))
+            ours.append(_ours(backend, request.replace(prompt=prompt), shown))
             raw.append(_raw(pipe, args, size, config, work / "raw.png", prompt))
     wall_ours, wall_raw = [t for t, _ in ours], [t for t, _ in raw]
     cpu_ours, cpu_raw = [c for _, c in ours], [c for _, c in raw]
@@ -136,14 +154,16 @@ def main(argv: list[str] | None = None) -> int:
               + f"  median {statistics.median(wall):.3f}")
         print(f"{label} cpu  (s): " + ", ".join(f"{t:.3f}" for t in cpu)
               + f"  median {statistics.median(cpu):.3f}")
+    previewer = type(backend._previewer).__name__
     print(f"ratio ours/raw: wall {med_ours / med_raw:.4f}, process CPU {cpu_ratio:.4f} "
-          "(goal <= 1.02)")
+          f"(goal <= 1.02); previews per job by {previewer}: {shown}")
     print(json.dumps({
         "benchmark": "engine_overhead", "ratio": round(med_ours / med_raw, 4),
         "cpu_ratio": round(cpu_ratio, 4),
         "ours_median_s": round(med_ours, 4), "raw_median_s": round(med_raw, 4),
         "ours_s": [round(t, 4) for t in wall_ours], "raw_s": [round(t, 4) for t in wall_raw],
         "steps": args.steps, "size": size, "sampler": args.sampler, "device": device,
+        "previewer": previewer, "previews_per_job": shown,
         "model": "tiny-random-sd15" if args.model is None else Path(model).name,
     }))
     return 0

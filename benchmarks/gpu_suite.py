@@ -5,7 +5,10 @@ One prepared script for a GPU session (CI never has a GPU). For each family (SD1
   1. builds the real architecture from our shipped configs (`resources/configs/<family>`) with
      random weights directly on the GPU, saves it as a diffusers folder and loads it back through
      our engine (`DiffusersBackend`, previews on) — the raw diffusers calls use the very same
-     pipeline object, so both sides run the same weights;
+     pipeline object, so both sides run the same weights. Previews are the linear latent→RGB
+     map (what a fresh install has) or, with `--previews taesd`, a TAESD decoder of the
+     default architecture with random weights (what a user who downloaded TAESD has);
+     `--previews both` adds a TAESD alternation after each linear one (eager and fast);
   2. eager: raw `pipe(...)` + PNG save vs `backend.generate(...)`, alternated, R repeats
      (`--batch-count N`: one engine job of N images against N raw calls, each saving its PNG);
   3. fast mode (`apply_fast_mode` on the same pipeline): first call = compile time, then the
@@ -169,7 +172,11 @@ class Runner:
         self.same_prompt = same_prompt
         self.size = 64 if smoke else FAMILIES[family]
         self.steps = 3 if smoke else 30
-        self.backend = DiffusersBackend(out / "engine", previews=True)
+        # Our own folder (empty: linear previews), so that weights a user keeps in the app's
+        # data folder cannot change what is measured; `use_taesd` fills it.
+        self.taesd_folder = out / "preview-decoders"
+        self.backend = DiffusersBackend(out / "engine", previews=True,
+                                        taesd_folder=self.taesd_folder)
         self.previews = 0
         from diffusers import EulerDiscreteScheduler
 
@@ -196,6 +203,28 @@ class Runner:
             allocated = torch.cuda.memory_allocated() / 2**30
         return (f"{self.family}: model {'still in memory' if pipe() else 'freed'} after the "
                 f"runs; {allocated:.2f} GiB left allocated on the GPU")
+
+    def use_taesd(self, on: bool) -> None:
+        """Previews from the next job on by a TAESD (TAESDXL) decoder of the default
+        architecture with random weights, or (off) by the linear map: the engine picks up a
+        decoder added to or removed from its folder at the next job."""
+        import shutil
+
+        import diffusers
+        import torch
+
+        target = self.taesd_folder / ("taesdxl" if self.family == "sdxl" else "taesd")
+        if not on:
+            shutil.rmtree(target, ignore_errors=True)
+        elif not target.exists():
+            with torch.device(self.device):
+                torch.manual_seed(0)
+                tiny_class: Any = diffusers.AutoencoderTiny  # untyped library class
+                tiny_class().save_pretrained(str(target), safe_serialization=True)
+
+    def previewer_name(self) -> str:
+        """The class of the previews the engine's last job made."""
+        return type(self.backend._previewer).__name__
 
     def prompt(self, seed: int) -> str:
         """One prompt for every job with --same-prompt (the engine then reuses the last job's
@@ -296,6 +325,7 @@ def alternate(suite: Suite, runner: Runner, label: str, repeats: int) -> dict[st
     raw = Case(runner.family, f"raw {label}", steps=runner.steps * count)
     ours = Case(runner.family, f"engine {label}", steps=runner.steps * count)
     images: dict[str, Any] = {}
+    previews_before = runner.previews
     for round_ in range(repeats):
         order = [("raw", raw), ("engine", ours)]
         for kind, case in order if round_ % 2 == 0 else order[::-1]:
@@ -310,9 +340,20 @@ def alternate(suite: Suite, runner: Runner, label: str, repeats: int) -> dict[st
     save_partial(suite)
     ratio = ours.its / raw.its
     ours.extra["ratio_vs_raw"] = round(ratio, 4)
+    ours.extra["previews_per_job"] = round((runner.previews - previews_before) / repeats, 2)
     print(f"   {label}: raw {raw.its:.2f} it/s, engine {ours.its:.2f} it/s, "
           f"engine/raw {ratio:.3f}", flush=True)
     return images
+
+
+def with_taesd_too(suite: Suite, runner: Runner, label: str) -> None:
+    """`--previews both`: the same alternation again with TAESD previews, then back to linear."""
+    if suite.args.previews != "both":
+        return
+    runner.use_taesd(True)
+    alternate(suite, runner, f"{label}, TAESD round", suite.args.repeats)
+    suite.cases[-1].extra["previewer"] = runner.previewer_name()
+    runner.use_taesd(False)
 
 
 def guarded(suite: Suite, phase: str, fn: Any, *args: Any) -> None:
@@ -360,14 +401,17 @@ def run_family(suite: Suite, family: str, tmp: Path) -> None:
                            f"{time.perf_counter() - started:.1f} s")
     runner = Runner(family, folder, tmp / family, device, args.smoke_cpu, args.same_prompt)
     (tmp / family).mkdir(exist_ok=True)
+    runner.use_taesd(args.previews == "taesd")
     started = time.perf_counter()
     runner.engine(seed=100)  # load + warm-up (CUDA context, cuBLAS/cuDNN autotune)
+    suite.notes.append(f"{family}: previews by {runner.previewer_name()}")
     load = Case(family, "engine load + first image", seconds=[time.perf_counter() - started],
                 steps=runner.steps, peak_gib=_peak_gib())
     runner.raw(seed=100)
     suite.cases.append(load)
     print(f"== {family}: {runner.size}² {runner.steps} steps CFG 7.5", flush=True)
     eager = alternate(suite, runner, "eager", args.repeats)
+    with_taesd_too(suite, runner, "eager")
     if args.profile:
         profile_images(suite, runner, "eager")
     if not args.skip_fast and suite.allow(f"{family} fast mode", args.fast_need_s[family]):
@@ -402,6 +446,7 @@ def run_fast(suite: Suite, runner: Runner, eager: dict[str, Any]) -> None:
                                                         "compile_s": state.compile_seconds}))
     runner.raw(seed=100)  # the raw call path at this shape (same UNet shapes: no recompile)
     fast = alternate(suite, runner, "fast", suite.args.repeats)
+    with_taesd_too(suite, runner, "fast")
     if suite.args.profile:
         profile_images(suite, runner, "fast")
     from torch._dynamo.utils import counters
@@ -464,6 +509,7 @@ def result(suite: Suite) -> dict[str, Any]:
             "sdpa": suite.args.sdpa, "cudnn_benchmark": suite.args.cudnn_benchmark,
             "fp8": suite.args.fp8,
             "batch_count": suite.args.batch_count, "same_prompt": suite.args.same_prompt,
+            "previews": suite.args.previews,
             "cases": [{**asdict(c), "median_s": round(c.median_s, 4), "its": round(c.its, 2)}
                       for c in suite.cases],
             "skipped": suite.skipped, "notes": suite.notes,
@@ -532,6 +578,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "the fast-mode compiles (repeatable), e.g. coordinate_descent_tuning=1")
     parser.add_argument("--batch-count", type=int, default=1, help="images per measured job "
                         "(engine: one job with this batch count; raw: that many calls)")
+    parser.add_argument("--previews", default="linear", choices=("linear", "taesd", "both"),
+                        help="the engine's previews: the linear latent→RGB map, a TAESD "
+                             "decoder with random weights, or both (a TAESD alternation "
+                             "after each linear one)")
     parser.add_argument("--same-prompt", action="store_true", help="one prompt for all jobs "
                         "(the engine reuses its embeddings); default: one per seed")
     parser.add_argument("--sdpa", default="auto", choices=SDPA_BACKENDS,
