@@ -4,7 +4,8 @@
 #      from the stage-1 VAE checkpoint made on the CPU (`--stop-after vae`, carried in VAE_CKPT);
 #      the number of steps is chosen from a timed probe so the stage fits DEMO_S seconds, and the
 #      exact command is printed and kept in the log;
-#   2. benchmarks.png_save (our PNG encoder vs Pillow on this machine's cores);
+#   2. benchmarks.png_save (our PNG encoder vs Pillow on this machine's cores) and
+#      benchmarks.preview_cost (TAESD and linear previews against a UNet step on this GPU);
 #   3. benchmarks.gpu_suite with whatever time is left (it skips phases that would not fit).
 # Results go to $OUT (the demo model as a split tar, logs, the suite's JSON). SUITE_ARGS are
 # passed on to the suite (e.g. --profile); DEMO_S=0 skips the training. SUITE_RUNS instead runs
@@ -67,6 +68,8 @@ fi
 
 # The PNG encoder against Pillow on this machine's cores (~10 s).
 timeout 60 python3 -m benchmarks.png_save 2>&1 | tee "$OUT/png_save.log"
+# What a preview costs against a UNet step, and the cadence the preview budget gives (~30 s).
+timeout 90 python3 -m benchmarks.preview_cost 2>&1 | tee "$OUT/preview_cost.log"
 
 suite() {  # suite BUDGET_S NAME ARGS...: one gpu_suite process
   local budget=$1 name=$2
