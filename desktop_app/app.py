@@ -109,7 +109,8 @@ def parse_args(args: list[str]) -> argparse.Namespace:
     parser.add_argument("--quit-after-show", action="store_true",
                         help="print start-up timing as JSON once the window is shown and exit")
     parser.add_argument("--no-warm-up", action="store_true",
-                        help="load the engine on the first generation instead of at start")
+                        help="load the engine and the model on the first generation instead of "
+                             "at start")
     parser.add_argument("--theme", choices=("system", "light", "dark"),
                         help="override the colour scheme for this run")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
@@ -218,7 +219,7 @@ def main(args: list[str] | None = None) -> int:
     from PySide6.QtCore import QTimer
 
     if not ns.no_warm_up:
-        QTimer.singleShot(0, studio.controller.warm_up)
+        QTimer.singleShot(0, studio.window.warm_up)  # the engine, then the sidebar's model
         # The prompt counter's tokenizer takes ~0.4 s to build: do it off the GUI thread.
         from desktop_app.pipeline import tokens
 

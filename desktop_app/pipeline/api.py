@@ -347,6 +347,14 @@ class SupportsFastMode(Protocol):
     fast_mode: bool
 
 
+@runtime_checkable
+class SupportsPreload(Protocol):
+    """A backend that can load a request's model ahead of its first job (at start-up, while
+    the person writes a prompt). Returns the model's name; raises UserError like `generate`."""
+
+    def preload(self, request: GenerationRequest, on_load: LoadCallback | None = None) -> str: ...
+
+
 @dataclass(frozen=True)
 class JobFailure:
     """A failed job, as the worker reports it."""

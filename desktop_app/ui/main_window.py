@@ -215,6 +215,8 @@ class MainWindow(QMainWindow):
         ctrl.job_failed.connect(self._on_controller_job_failed)
         ctrl.job_cancelled.connect(self._on_controller_job_cancelled)
         ctrl.busy_changed.connect(self.cancel_action.setEnabled)
+        ctrl.model_preloading.connect(self._on_controller_model_preloading)
+        ctrl.model_preloaded.connect(self._on_controller_model_preloaded)
 
     def _set_tab_order(self) -> None:
         chain = [self.center.prompt.edit, self.center.negative.edit, self.center.generate_button,
@@ -292,6 +294,15 @@ class MainWindow(QMainWindow):
                                          5000)
         return job.id
 
+    def warm_up(self) -> None:
+        """Start the engine and load the sidebar's model in the worker, ahead of the first
+        Generate (call once the window is shown)."""
+        try:
+            request: GenerationRequest | None = self.parameters.build_request()
+        except UserError:  # values that do not fit yet: the engine only
+            request = None
+        self.controller.warm_up(request)
+
     def cancel(self) -> None:
         if self.controller.cancel():
             self.center.status.setText("Cancelling…")
@@ -303,6 +314,15 @@ class MainWindow(QMainWindow):
             memory = f" · {device.total_memory_bytes / 2**30:.1f} GiB"
         self.device_label.setText(f"{device.description or device.name}{memory}")
         self.device_label.setToolTip(f"Device: {device.name}, precision {device.dtype}")
+
+    def _on_controller_model_preloading(self, update: LoadUpdate) -> None:
+        self.statusBar().showMessage(f"{update.stage}… {update.fraction:.0%}")
+
+    def _on_controller_model_preloaded(self, name: str) -> None:
+        if name:
+            self.statusBar().showMessage(f"Model ready: {name}", 5000)
+        else:  # the first job that needs it says why
+            self.statusBar().clearMessage()
 
     def _on_controller_job_started(self, job_id: str, request: GenerationRequest) -> None:
         self._current_job = job_id

@@ -45,6 +45,8 @@ class GenerationController(QObject):
         job_failed(str, object): UserError to show inline.
         job_cancelled(str): the job stopped at a cancel request.
         busy_changed(bool): a job is running (True) or the worker is idle (False).
+        model_preloading(object): LoadUpdate while `warm_up` loads the model ahead of a job.
+        model_preloaded(str): that model's name, "" when it could not be loaded.
     """
 
     backend_ready = Signal(object)
@@ -56,9 +58,11 @@ class GenerationController(QObject):
     job_failed = Signal(str, object)
     job_cancelled = Signal(str)
     busy_changed = Signal(bool)
+    model_preloading = Signal(object)
+    model_preloaded = Signal(str)
 
     _run_requested = Signal(str, object, object)
-    _warm_up_requested = Signal()
+    _warm_up_requested = Signal(object)
     _fast_mode_requested = Signal(bool)
 
     def __init__(self, queue: JobQueue, backend_factory: BackendFactory | None = None,
@@ -84,6 +88,8 @@ class GenerationController(QObject):
         self._worker.job_finished.connect(self._on_worker_job_finished)
         self._worker.job_failed.connect(self._on_worker_job_failed)
         self._worker.job_cancelled.connect(self._on_worker_job_cancelled)
+        self._worker.model_preloading.connect(self.model_preloading)
+        self._worker.model_preloaded.connect(self.model_preloaded)
         queue.jobs_changed.connect(self._on_queue_jobs_changed)
         queue.paused_changed.connect(self._on_queue_paused_changed)
         self._thread.start()
@@ -100,9 +106,11 @@ class GenerationController(QObject):
     def device(self) -> DeviceInfo | None:
         return self._device
 
-    def warm_up(self) -> None:
-        """Load the engine in the worker now (call after the window is shown)."""
-        self._warm_up_requested.emit()
+    def warm_up(self, request: GenerationRequest | None = None) -> None:
+        """Load the engine in the worker now (call after the window is shown) and, given the
+        request the first job will most likely make (the sidebar's), its model: that job then
+        starts denoising at once. A job submitted meanwhile runs after the load."""
+        self._warm_up_requested.emit(request)
 
     def set_fast_mode(self, enabled: bool) -> None:
         """Turn fast mode on or off from the next job on (queued to the worker thread)."""

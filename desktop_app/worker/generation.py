@@ -31,6 +31,7 @@ from desktop_app.pipeline.api import (
     PreviewImage,
     StepUpdate,
     SupportsFastMode,
+    SupportsPreload,
 )
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,9 @@ class GenerationWorker(QObject):
         job_finished(str, object): GenerationResult of a job.
         job_failed(str, object): UserError of a job that failed.
         job_cancelled(str): a job stopped because its cancel token was set.
+        model_preloading(object): LoadUpdate while `warm_up` loads a model ahead of its job.
+        model_preloaded(str): that model's name; "" when it could not be loaded (logged: the
+            job that needs it reports why).
     """
 
     backend_ready = Signal(object)
@@ -87,6 +91,8 @@ class GenerationWorker(QObject):
     job_finished = Signal(str, object)
     job_failed = Signal(str, object)
     job_cancelled = Signal(str)
+    model_preloading = Signal(object)
+    model_preloaded = Signal(str)
 
     def __init__(self, backend_factory: BackendFactory, min_preview_interval: float = 0.05,
                  parent: QObject | None = None) -> None:
@@ -121,14 +127,26 @@ class GenerationWorker(QObject):
             self.backend_ready.emit(self._backend.device_info())
         return self._backend
 
-    @Slot()
-    def warm_up(self) -> None:
-        """Create the backend ahead of the first job (imports torch in this thread)."""
+    @Slot(object)
+    def warm_up(self, request: GenerationRequest | None = None) -> None:
+        """Create the backend ahead of the first job (imports torch in this thread) and, given
+        the request the next job will most likely make, load its model too."""
         try:
-            self._ensure_backend()
+            backend = self._ensure_backend()
         except Exception:
             # The first job reports the error inline; here it is only logged.
             log.exception("Warm-up failed")
+            return
+        if request is None or not isinstance(backend, SupportsPreload):
+            return
+        if isinstance(backend, SupportsFastMode):
+            backend.fast_mode = self._fast_mode
+        try:
+            name = backend.preload(request, self.model_preloading.emit)
+        except Exception:
+            log.warning("Could not load the model ahead of the first job", exc_info=True)
+            name = ""
+        self.model_preloaded.emit(name)
 
     @Slot(bool)
     def set_fast_mode(self, enabled: bool) -> None:

@@ -18,7 +18,7 @@ import torch
 
 from desktop_app.errors import ErrorKind, UserError
 from desktop_app.gallery.metadata import read_image_metadata
-from desktop_app.pipeline.api import CancelToken, GenerationCancelled, StepUpdate
+from desktop_app.pipeline.api import CancelToken, GenerationCancelled, LoadUpdate, StepUpdate
 from desktop_app.pipeline.backend.diffusers_backend import DiffusersBackend, to_pil_images
 from desktop_app.pipeline.backend.text_encoding import _apply_emphasis, encode_prompts
 from tests.pipeline.engine_helpers import SIZE, images_of, pixels, request, run
@@ -542,3 +542,28 @@ def test_the_prompt_cache_never_serves_another_pipeline(monkeypatch: pytest.Monk
     assert cache.encode(first, "cat", "") is not value and len(encoded) == 3
     del first
     assert cache._value is None  # the pipeline is gone, and its embeddings with it
+
+
+def test_a_model_loaded_ahead_makes_the_first_job_start_at_once_with_the_same_image(
+        sd15: dict[str, Any], tmp_path: Path) -> None:
+    req = request(**sd15)
+    ahead = DiffusersBackend(tmp_path / "ahead")
+    loading: list[LoadUpdate] = []
+    assert ahead.preload(req, loading.append) == Path(sd15["model"]).stem
+    assert loading and loading[-1].stage == "Model ready"
+    assert ahead.loaded is not None
+    loading.clear()
+    result = ahead.generate(req, CancelToken(), lambda _update: None, loading.append)
+    assert loading == []  # nothing left to load
+    fresh, _ = run(DiffusersBackend(tmp_path / "fresh"), req)
+    assert np.array_equal(images_of(result)[0], images_of(fresh)[0])
+
+
+def test_a_model_that_cannot_be_loaded_ahead_says_why_and_the_backend_goes_on(
+        sd15: dict[str, Any], tmp_path: Path) -> None:
+    backend = DiffusersBackend(tmp_path / "img")
+    with pytest.raises(UserError) as caught:
+        backend.preload(request(tmp_path / "gone.safetensors", sd15["config"]))
+    assert caught.value.kind is ErrorKind.missing_file and caught.value.hint
+    result, _ = run(backend, request(**sd15))
+    assert len(result.images) == 1

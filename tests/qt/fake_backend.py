@@ -46,6 +46,8 @@ class FakeBackend:
     fail_at_step: raise `failure` (default a RuntimeError) when this step starts.
     oom_at_step: raise an out-of-memory error when this step starts.
     gate: when set, each step waits for it (lets tests hold a job mid-run).
+    preload_failure: raised by `preload` (api.SupportsPreload) instead of "loading".
+    calls: "preload" / "generate" in the order they happened.
     """
 
     step_seconds: float = 0.0
@@ -57,6 +59,9 @@ class FakeBackend:
     threads: set[int] = field(default_factory=set)
     fast_mode: bool = False  # set by the worker before each job (api.SupportsFastMode)
     fast_mode_per_job: list[bool] = field(default_factory=list)
+    preload_failure: BaseException | None = None
+    preloaded: list[tuple[GenerationRequest, bool]] = field(default_factory=list)  # + fast mode
+    calls: list[str] = field(default_factory=list)
 
     def device_info(self) -> DeviceInfo:
         return DeviceInfo("cpu", "Fake CPU device", "float32", 8 * 2**30)
@@ -64,6 +69,7 @@ class FakeBackend:
     def generate(self, request: GenerationRequest, cancel: CancelToken, on_step: StepCallback,
                  on_load: LoadCallback | None = None) -> GenerationResult:
         self.requests.append(request)
+        self.calls.append("generate")
         self.fast_mode_per_job.append(self.fast_mode)
         self.threads.add(threading.get_ident())
         started = time.perf_counter()
@@ -80,6 +86,16 @@ class FakeBackend:
                 images.append(self._save(request, index))
         return GenerationResult(request, tuple(images), "cpu", time.perf_counter() - started,
                                 model_name="fake")
+
+    def preload(self, request: GenerationRequest, on_load: LoadCallback | None = None) -> str:
+        self.calls.append("preload")
+        self.threads.add(threading.get_ident())
+        if self.preload_failure is not None:
+            raise self.preload_failure
+        if on_load is not None:
+            on_load(LoadUpdate("Loading fake model", 0.5))
+        self.preloaded.append((request, self.fast_mode))
+        return "fake"
 
     def _run_step(self, step: int, cancel: CancelToken) -> None:
         cancel.raise_if_cancelled()

@@ -131,3 +131,52 @@ def test_a_paused_queue_starts_nothing_until_resumed(
     assert controller.queue.running is None and controller.queue.pending == [job]
     with qtbot.waitSignal(controller.job_finished, timeout=10_000):
         controller.queue.set_paused(False)
+
+
+def test_the_warm_up_loads_the_model_of_the_next_job_ahead_of_it(
+        qtbot: QtBot, controller: GenerationController, fake_backend: FakeBackend) -> None:
+    request = GenerationRequest("a lighthouse", model="/models/mine.safetensors")
+    progress: list[float] = []
+    controller.model_preloading.connect(lambda update: progress.append(update.fraction))
+    controller.set_fast_mode(True)
+    with qtbot.waitSignal(controller.backend_ready, timeout=10_000), \
+            qtbot.waitSignal(controller.model_preloaded, timeout=10_000) as preloaded:
+        controller.warm_up(request)
+    assert preloaded.args == ["fake"] and progress == [0.5]
+    assert fake_backend.preloaded == [(request, True)]  # with the fast-mode setting applied
+    assert fake_backend.threads and threading.get_ident() not in fake_backend.threads
+    with qtbot.waitSignal(controller.job_finished, timeout=10_000):
+        controller.submit(GenerationRequest("x", steps=2, width=64, height=64))
+    assert fake_backend.calls == ["preload", "generate"]
+
+
+def test_a_job_submitted_during_the_warm_up_runs_after_the_load(
+        qtbot: QtBot, controller: GenerationController, fake_backend: FakeBackend) -> None:
+    with qtbot.waitSignal(controller.job_finished, timeout=10_000):
+        controller.warm_up(GenerationRequest("a lighthouse"))
+        controller.submit(GenerationRequest("x", steps=2, width=64, height=64))
+    assert fake_backend.calls == ["preload", "generate"]
+
+
+def test_a_model_that_fails_to_load_ahead_is_only_logged_and_jobs_still_run(
+        qtbot: QtBot, controller: GenerationController, fake_backend: FakeBackend,
+        caplog) -> None:
+    fake_backend.preload_failure = FileNotFoundError(2, "No such file", "/models/gone.safetensors")
+    failed: list[str] = []
+    controller.job_failed.connect(lambda job_id, _error: failed.append(job_id))
+    with qtbot.waitSignal(controller.model_preloaded, timeout=10_000) as preloaded:
+        controller.warm_up(GenerationRequest("x", model="/models/gone.safetensors"))
+    assert preloaded.args == [""]
+    assert "Could not load the model ahead" in caplog.text
+    with qtbot.waitSignal(controller.job_finished, timeout=10_000):
+        controller.submit(GenerationRequest("x", steps=2, width=64, height=64))
+    assert failed == []
+
+
+def test_a_warm_up_without_a_request_only_starts_the_engine(
+        qtbot: QtBot, controller: GenerationController, fake_backend: FakeBackend) -> None:
+    with qtbot.waitSignal(controller.backend_ready, timeout=10_000):
+        controller.warm_up()
+    with qtbot.waitSignal(controller.job_finished, timeout=10_000):
+        controller.submit(GenerationRequest("x", steps=2, width=64, height=64))
+    assert fake_backend.calls == ["generate"]

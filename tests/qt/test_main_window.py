@@ -236,3 +236,24 @@ def test_fast_mode_toggle_is_remembered_and_reaches_the_backend_from_the_next_jo
         _press_generate(qtbot, window)
     assert fake_backend.fast_mode_per_job == [False, True, False]
     assert load_settings().fast_mode is False
+
+
+def test_the_warm_up_loads_the_sidebars_model_and_says_when_it_is_ready(
+        qtbot: QtBot, window: MainWindow, fake_backend: FakeBackend) -> None:
+    window.restore_parameters({"model": "/models/mine.safetensors", "width": 768})
+    with qtbot.waitSignal(window.controller.model_preloaded, timeout=10_000):
+        window.warm_up()
+    [(request, _fast)] = fake_backend.preloaded
+    assert request.model == "/models/mine.safetensors" and request.width == 768
+    assert window.statusBar().currentMessage() == "Model ready: fake"
+
+
+def test_sidebar_values_that_do_not_fit_yet_warm_up_only_the_engine(
+        qtbot: QtBot, window: MainWindow, fake_backend: FakeBackend) -> None:
+    window.parameters.set_value("width", 516)  # not a multiple of 8
+    window.warm_up()
+    assert not window.error_bar.isVisible()  # nothing to say before Generate is pressed
+    window.parameters.set_value("width", 512)
+    with qtbot.waitSignal(window.controller.job_finished, timeout=10_000):
+        window.controller.submit(window.parameters.build_request().replace(steps=2))
+    assert fake_backend.calls == ["generate"]  # a preload would have run before the job

@@ -259,15 +259,30 @@ class DiffusersBackend:
         except (GenerationCancelled, UserError):
             raise
         except Exception as exc:
-            log.exception("Generation failed")
-            if is_out_of_memory(exc):  # hooks freed; "Retry in low-VRAM mode" reuses the model
-                raise self._models.out_of_memory() from exc
-            raise _translate(exc) from exc
+            raise self._failure("Generation failed", exc) from exc
         return GenerationResult(
             request=request, images=tuple(images), device=loaded.device.info.description,
             seconds=time.perf_counter() - started, model_name=loaded.name,
             model_hash=loaded.sha256,
         )
+
+    def preload(self, request: GenerationRequest, on_load: LoadCallback | None = None) -> str:
+        """Load what a job for `request` would load first — model, VAE, memory plan, fast
+        mode (compiled at the first job) — so that the job starts denoising at once. Returns
+        the model's name; raises UserError as `generate` does."""
+        try:
+            return self._ensure_model(request.resolved(), on_load).name
+        except UserError:
+            raise
+        except Exception as exc:
+            raise self._failure("Loading the model ahead of its first job failed", exc) from exc
+
+    def _failure(self, what: str, exc: Exception) -> UserError:
+        """The UserError for an unexpected failure (logged with its traceback)."""
+        log.exception("%s", what)
+        if is_out_of_memory(exc):  # hooks freed; "Retry in low-VRAM mode" reuses the model
+            return self._models.out_of_memory()  # type: ignore[no-any-return]
+        return _translate(exc)
 
     @property
     def loaded(self) -> LoadedModel | None:
