@@ -32,6 +32,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "model_switch": ["--rounds", "3"],
     "demo_speed": [],
     "png_save": [],
+    "first_image": ["--runs", "4"],
     "preview_cost": ["--families", "sd15", "--sizes", "256", "--repeats", "3"],
     "pipeline_attrs": [],
     "gallery_scale": ["--count", "20000"],
