@@ -138,8 +138,9 @@ class CudaStandIns:
     """A previewer whose preview n is an 8×8 image of value n "on the GPU", taking `gpu_ms`
     of GPU time, and CUDA events whose copies are done when `copied`."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, copied: bool, gpu_ms: float = 0.0
-                 ) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, copied: bool,
+                 gpu_ms: float | None = 0.0) -> None:
+        """`gpu_ms` None: the events cannot tell the time (elapsed_time raises)."""
         self.made, self.waits = 0, 0
         stand_ins = self
 
@@ -157,6 +158,9 @@ class CudaStandIns:
                 stand_ins.waits += 1
 
             def elapsed_time(self, _end: Event) -> float:
+                if gpu_ms is None:
+                    raise RuntimeError("Both events must be recorded before calculating "
+                                       "elapsed time.")
                 return gpu_ms
 
         monkeypatch.setattr(torch.cuda, "Event", Event)
@@ -205,6 +209,42 @@ def test_cuda_previews_are_paced_by_their_gpu_time(monkeypatch: pytest.MonkeyPat
     updates = report(gpu, clock, STEPS)
     # Made at step 1, shown at step 2 (copied); the GPU time then holds the next until 1.2 s.
     assert shown_values(updates) == [None, 1, None, None, None, None, 2, None, None, 3]
+
+
+@pytest.mark.usefixtures("latents_on_cuda")
+def test_a_preview_whose_gpu_time_cannot_be_read_is_still_shown(
+        monkeypatch: pytest.MonkeyPatch, clock: Clock) -> None:
+    gpu = CudaStandIns(monkeypatch, copied=True, gpu_ms=None)
+    updates = report(gpu, clock, STEPS[:4])
+    assert shown_values(updates) == [None, 1, 2, 4]  # made every step, as with no known cost
+
+
+def test_on_an_apple_gpu_the_preview_is_timed_after_the_queued_step(
+        monkeypatch: pytest.MonkeyPatch, clock: Clock) -> None:
+    """MPS runs asynchronously too: the step queued before the preview is waited for first,
+    so that its time is not counted as the preview's."""
+    events: list[str] = []
+
+    def synchronize() -> None:
+        events.append("sync")
+        clock.now += 1.0  # the step still running on the GPU
+
+    class OnMps:
+        def rgb(self, _latent: Any) -> torch.Tensor:
+            events.append("decode")
+            clock.now += 0.05
+            return torch.zeros((1, 1, 3), dtype=torch.uint8)
+
+    def on_mps(_capture: StepCapture, latents: torch.Tensor) -> Any:
+        return SimpleNamespace(device=SimpleNamespace(type="mps"), shape=latents.shape[1:])
+
+    monkeypatch.setattr(torch.mps, "synchronize", synchronize)
+    monkeypatch.setattr(StepCapture, "preview_latents", on_mps)
+    costs = PreviewCosts()
+    previewer = OnMps()
+    report(previewer, clock, [0.2], costs=costs)
+    assert events == ["sync", "decode"]
+    assert costs.gap(previewer, (4, 8, 8)) == pytest.approx(0.05 / PREVIEW_BUDGET)
 
 
 @pytest.mark.usefixtures("latents_on_cuda")

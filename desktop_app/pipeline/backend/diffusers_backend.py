@@ -154,7 +154,12 @@ class _StepReporter:
             end.synchronize()
         if self._pending is pending:
             self._pending = None
-        self.costs.record(self.previewer, shape, start.elapsed_time(end) / 1000.0)
+        try:
+            gpu_ms = start.elapsed_time(end)
+        except RuntimeError:  # the timing is best effort; the preview itself is fine
+            log.debug("No GPU time for a preview", exc_info=True)
+        else:
+            self.costs.record(self.previewer, shape, gpu_ms / 1000.0)
         return to_preview(host)
 
     def _drop_previews(self, exc: Exception) -> None:
