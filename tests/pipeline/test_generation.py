@@ -416,6 +416,29 @@ def test_a_model_can_ask_for_previews_from_its_own_vae(tiny_sd15_dir: Path,
     # The last preview is the decoded image itself (same VAE, same final latents).
     final = np.frombuffer(updates[-1].preview.rgb, np.uint8).reshape(SIZE, SIZE, 3)
     assert np.abs(final.astype(int) - images_of(result)[0].astype(int)).mean() < 3
+    # The same previewer serves the next job, so its measured cost keeps pacing the previews.
+    first = backend._previewer
+    run(backend, request(folder, steps=3, seed=2))
+    assert backend._previewer is first
+
+
+def test_a_models_own_vae_previews_pause_while_a_library_vae_is_swapped_in(
+        tiny_sd15_dir: Path, tiny_vae_file: Path, tmp_path: Path) -> None:
+    from desktop_app.pipeline.backend.previews import LinearPreviewer, VaePreviewer
+
+    folder = _folder_with_preview_map(tiny_sd15_dir, tmp_path, json.dumps(
+        {"factors": [[0, 0, 0]] * 4, "bias": [1, -1, -1], "decoder": "vae"}))
+    backend = DiffusersBackend(tmp_path / "img", taesd_folder=tmp_path / "no-taesd")
+    run(backend, request(folder, steps=2))
+    own = backend._previewer
+    assert isinstance(own, VaePreviewer) and own.vae is backend.loaded.pipe.vae
+    _, updates = run(backend, request(folder, steps=2, vae=str(tiny_vae_file)))
+    assert isinstance(backend._previewer, LinearPreviewer)  # the map fits only the own VAE
+    assert updates[-1].preview is not None and updates[-1].preview.width == SIZE // 8
+    _, updates = run(backend, request(folder, steps=2))
+    assert isinstance(backend._previewer, VaePreviewer)
+    assert backend._previewer.vae is backend.loaded.pipe.vae  # the own VAE again
+    assert updates[-1].preview is not None and updates[-1].preview.width == SIZE
 
 
 @pytest.mark.parametrize("text", ["{not json", '{"factors": [[1, 2]], "bias": [0, 0, 0]}',

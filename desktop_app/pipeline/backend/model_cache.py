@@ -276,12 +276,14 @@ class ModelSwitcher:
         apply_plan(loaded.pipe, plan, previous=entry.plan)
         entry.plan = plan
         self.current = entry
-        return ActiveModel(loaded, entry.extras["scheduler_config"], self._previewer(loaded),
-                           plan, self.cache.hits > hits)
+        return ActiveModel(loaded, entry.extras["scheduler_config"],
+                           self._previewer(loaded, entry.extras), plan, self.cache.hits > hits)
 
-    def _previewer(self, loaded: Any) -> Any:
+    def _previewer(self, loaded: Any, extras: dict[str, Any]) -> Any:
         """The model's own previewer, else TAESD when its weights are there, else the linear
-        map. A TAESD downloaded (or removed) while the app runs is picked up by the next job."""
+        map. A TAESD downloaded (or removed) while the app runs is picked up by the next job.
+        Previewers live as long as their inputs, so that their measured costs (which pace the
+        previews) carry over from job to job."""
         if not self.previews:
             return None
         from desktop_app.pipeline.backend.previews import (
@@ -292,7 +294,14 @@ class ModelSwitcher:
 
         is_xl = getattr(loaded.pipe, "text_encoder_2", None) is not None
         # The model's own previews fit only its own VAE (not one swapped in from the library).
-        own = None if loaded.vae_name else model_previewer(loaded.path, is_xl, loaded.pipe.vae)
+        own = None
+        if loaded.vae_name:
+            extras.pop("own_previewer", None)  # it holds the model's own VAE
+        else:
+            vae, own = extras.get("own_previewer", (None, None))
+            if vae is not loaded.pipe.vae:
+                own = model_previewer(loaded.path, is_xl, loaded.pipe.vae)
+                extras["own_previewer"] = (loaded.pipe.vae, own)
         if own is not None:
             return own
         files = taesd_signature(is_xl, self.taesd_folder)
