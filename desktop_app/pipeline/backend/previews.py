@@ -113,8 +113,9 @@ LinearMap = tuple[tuple[tuple[float, ...], ...], tuple[float, ...]]
 # Previews take at most this share of a batch's time: each previewer's decode is timed as it
 # runs (GPU time on CUDA) and the next preview waits until cost / PREVIEW_BUDGET has passed
 # since the last one started. A linear map (~0.1 ms) still previews every step; a TAESD decode
-# (2.1 ms against a 28 ms SD1.5 step on an H100, eager; 1.24 s against 9.2 s on a 2-core
-# CPU) about every second or third step, instead of costing 7–14 % of the image.
+# (2.1 ms against a 28 ms SD1.5 step on an H100, eager; 1.2 s against 9.9 s at 512² on a
+# 2-core CPU: benchmarks/preview_cost.py) about every second or third step, instead of costing
+# 7–14 % of the image.
 PREVIEW_BUDGET = 0.05
 
 
