@@ -54,6 +54,11 @@ from desktop_app.worker.generation import PreviewFrame
 
 log = logging.getLogger(__name__)
 
+# A model or VAE picked in the sidebar or the library is loaded this long after the last change
+# (after the start-up warm-up), so that Generate starts at once; stepping through the list
+# with the arrow keys loads only where it stops.
+PRELOAD_DELAY_MS = 800
+
 
 class MainWindow(QMainWindow):
     """The studio window. Public hooks for other panels: add_panel, restore_parameters."""
@@ -89,6 +94,11 @@ class MainWindow(QMainWindow):
         self._save_timer.setSingleShot(True)
         self._save_timer.setInterval(1000)
         self._save_timer.timeout.connect(self.save_settings)
+        self._preload_timer = QTimer(self)
+        self._preload_timer.setSingleShot(True)
+        self._preload_timer.setInterval(PRELOAD_DELAY_MS)
+        self._preload_timer.timeout.connect(self.warm_up)
+        self._warmed_up = False  # models load ahead only once the app has warmed up
         self._memory_timer = QTimer(self)
         self._memory_timer.setInterval(2000)
         self._memory_timer.timeout.connect(self._update_memory)
@@ -296,7 +306,9 @@ class MainWindow(QMainWindow):
 
     def warm_up(self) -> None:
         """Start the engine and load the sidebar's model in the worker, ahead of the first
-        Generate (call once the window is shown)."""
+        Generate (call once the window is shown). From then on, a model or VAE picked later
+        is loaded ahead too."""
+        self._warmed_up = True
         try:
             request: GenerationRequest | None = self.parameters.build_request()
         except UserError:  # values that do not fit yet: the engine only
@@ -372,6 +384,8 @@ class MainWindow(QMainWindow):
     def _on_parameters_value_changed(self, name: str, _value: object) -> None:
         if name in ("prompt", "negative_prompt"):
             self._sync_prompts()
+        if name in ("model", "vae") and self._warmed_up:
+            self._preload_timer.start()
         self._save_timer.start()
 
     def _sync_prompts(self) -> None:
@@ -413,6 +427,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:
         self._save_timer.stop()
         self._memory_timer.stop()
+        self._preload_timer.stop()
         self.save_settings()
         self.controller.shutdown()
         for hook in self._close_hooks:

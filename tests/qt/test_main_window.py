@@ -257,3 +257,29 @@ def test_sidebar_values_that_do_not_fit_yet_warm_up_only_the_engine(
     with qtbot.waitSignal(window.controller.job_finished, timeout=10_000):
         window.controller.submit(window.parameters.build_request().replace(steps=2))
     assert fake_backend.calls == ["generate"]  # a preload would have run before the job
+
+
+def test_a_model_picked_after_the_warm_up_is_loaded_ahead_once_the_choice_settles(
+        qtbot: QtBot, window: MainWindow, fake_backend: FakeBackend) -> None:
+    from desktop_app.ui import main_window
+
+    with qtbot.waitSignal(window.controller.model_preloaded, timeout=10_000):
+        window.warm_up()
+    assert window._preload_timer.interval() == main_window.PRELOAD_DELAY_MS
+    window._preload_timer.setInterval(50)
+    with qtbot.waitSignal(window.controller.model_preloaded, timeout=10_000):
+        for model in ("/models/a.safetensors", "/models/b.safetensors"):  # arrow keys
+            window.restore_parameters({"model": model})
+    qtbot.wait(100)
+    assert [r.model for r, _fast in fake_backend.preloaded] == [None, "/models/b.safetensors"]
+    window.restore_parameters({"steps": 12})  # not a model: nothing to load
+    assert not window._preload_timer.isActive()
+
+
+def test_without_the_warm_up_a_picked_model_waits_for_generate(
+        qtbot: QtBot, window: MainWindow, fake_backend: FakeBackend) -> None:
+    window._preload_timer.setInterval(0)
+    window.restore_parameters({"model": "/models/a.safetensors"})  # --no-warm-up
+    assert not window._preload_timer.isActive()
+    qtbot.wait(50)
+    assert fake_backend.calls == []
