@@ -74,16 +74,6 @@ def _ours(backend: Any, request: Any, shown: list[int]) -> tuple[float, float]:
     return elapsed
 
 
-def _random_taesd(folder: Path) -> Path:
-    """A TAESD decoder of the default architecture with random weights, where the engine
-    looks for one; `folder`."""
-    import diffusers
-
-    tiny_class: Any = diffusers.AutoencoderTiny  # untyped library class
-    tiny_class().save_pretrained(str(folder / "taesd"), safe_serialization=True)
-    return folder
-
-
 def _raw(pipe: Any, args: argparse.Namespace, size: int, config: dict[str, Any],
          out: Path, prompt: str = PROMPT) -> tuple[float, float]:
     import torch
@@ -124,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         height=size, device=args.device,
     )
     # Our own decoder folder: a TAESD kept in the app's data folder must not change the figures.
-    taesd = _random_taesd(work / "taesd") if args.taesd else work / "no-taesd"
+    from desktop_app.pipeline.backend.tiny import save_random_taesd
+
+    taesd = save_random_taesd(work / "taesd") if args.taesd else work / "no-taesd"
     backend = DiffusersBackend(work / "ours", previews=True, taesd_folder=taesd)
     shown: list[int] = []
     import warnings

@@ -48,9 +48,13 @@ def child(kind: str, wait_s: float) -> None:
     studio.window.restore_parameters({"prompt": "a lighthouse on a cliff", "steps": 25,
                                       "seed": 1})
     ended: list[float] = []
-    studio.controller.job_finished.connect(lambda *_: (ended.append(time.perf_counter()),
-                                                       loop.quit()))
-    studio.controller.job_failed.connect(lambda *_: loop.quit())
+
+    def finished(*_args: object) -> None:
+        ended.append(time.perf_counter())
+        loop.quit()
+
+    studio.controller.job_finished.connect(finished)
+    studio.controller.job_failed.connect(lambda *_args: loop.quit())
     pressed = time.perf_counter()
     studio.window.generate()
     loop.exec()

@@ -210,17 +210,14 @@ class Runner:
         decoder added to or removed from its folder at the next job."""
         import shutil
 
-        import diffusers
-        import torch
+        from desktop_app.pipeline.backend.tiny import save_random_taesd
 
-        target = self.taesd_folder / ("taesdxl" if self.family == "sdxl" else "taesd")
-        if not on:
-            shutil.rmtree(target, ignore_errors=True)
-        elif not target.exists():
-            with torch.device(self.device):
-                torch.manual_seed(0)
-                tiny_class: Any = diffusers.AutoencoderTiny  # untyped library class
-                tiny_class().save_pretrained(str(target), safe_serialization=True)
+        is_xl = self.family == "sdxl"
+        if on:
+            save_random_taesd(self.taesd_folder, is_xl, self.device)
+        else:
+            shutil.rmtree(self.taesd_folder / ("taesdxl" if is_xl else "taesd"),
+                          ignore_errors=True)
 
     def previewer_name(self) -> str:
         """The class of the previews the engine's last job made."""

@@ -110,3 +110,17 @@ def build_tiny_sd15_folder(dest: Path, seed: int = 0) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     pipe.save_pretrained(str(dest), safe_serialization=True)
     return dest
+
+
+def save_random_taesd(folder: Path, is_xl: bool = False, device: str = "cpu") -> Path:
+    """A TAESD (TAESDXL) decoder of the real default architecture with random weights, saved
+    where the engine looks for one (`folder/taesd` or `folder/taesdxl`, a diffusers folder):
+    what a user who downloaded TAESD previews with, for the benchmarks. Returns `folder`."""
+    import torch
+
+    target = folder / ("taesdxl" if is_xl else "taesd")
+    if not target.exists():
+        with torch.device(device):
+            torch.manual_seed(0)
+            _diffusers().AutoencoderTiny().save_pretrained(str(target), safe_serialization=True)
+    return folder
