@@ -15,6 +15,7 @@ pipeline stays usable for the next job.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import time
@@ -40,6 +41,7 @@ from desktop_app.pipeline.api import (
     StepCallback,
     StepUpdate,
 )
+from desktop_app.pipeline.backend.cpu_threads import CpuThreads
 from desktop_app.pipeline.backend.device import plan_device
 from desktop_app.pipeline.backend.fast_mode import sync_fast_mode
 from desktop_app.pipeline.backend.loading import LoadedModel
@@ -56,6 +58,7 @@ from desktop_app.pipeline.backend.text_encoding import Conditioning, PromptCache
 
 log = logging.getLogger(__name__)
 
+THREAD_PROBE_STEPS = 3  # throwaway steps per thread count when choosing CPU threads
 IMAGE_WRITERS = 2  # threads that encode and write PNGs; a batch's images are written in parallel
 
 
@@ -236,6 +239,7 @@ class DiffusersBackend:
         self._scheduler_config: dict[str, Any] = {}
         self._previewer: Any = None
         self._preview_costs = PreviewCosts()  # what each previewer's decode took, per size
+        self._cpu_threads: CpuThreads | None = None  # made with the first job on the CPU
         self._prompts = PromptCache()  # the last job's embeddings, reused for the same prompts
         # LRU of loaded pipelines + VAE swaps + memory plan (low-VRAM mode applied in place).
         self._models = ModelSwitcher(previews=previews, taesd_folder=taesd_folder)
@@ -273,10 +277,17 @@ class DiffusersBackend:
 
     def preload(self, request: GenerationRequest, on_load: LoadCallback | None = None) -> str:
         """Load what a job for `request` would load first — model, VAE, memory plan, fast
-        mode (compiled at the first job) — so that the job starts denoising at once. Returns
-        the model's name; raises UserError as `generate` does."""
+        mode (compiled at the first job), the prompt's embeddings, on the CPU the thread count
+        — so that the job starts denoising at once. Returns the model's name; raises UserError
+        as `generate` does."""
+        request = request.resolved()
         try:
-            return self._ensure_model(request.resolved(), on_load).name
+            loaded = self._ensure_model(request, on_load)
+            conditioning = self._prompts.encode(loaded.pipe, request.prompt,
+                                                request.negative_prompt, request.clip_skip)
+            self._settle_cpu_threads(loaded, request, conditioning,
+                                     _latent_shape(loaded.pipe, request))
+            return loaded.name
         except UserError:
             raise
         except Exception as exc:
@@ -316,9 +327,8 @@ class DiffusersBackend:
         pipe = loaded.pipe
         conditioning = self._prompts.encode(pipe, request.prompt, request.negative_prompt,
                                             request.clip_skip)
-        factor = int(pipe.vae_scale_factor)
-        shape = (int(pipe.unet.config.in_channels), request.height // factor,
-                 request.width // factor)
+        shape = _latent_shape(pipe, request)
+        self._settle_cpu_threads(loaded, request, conditioning, shape)
         saving: list[Future[GeneratedImage]] = []
         try:
             for batch in range(request.batch_count):
@@ -343,6 +353,39 @@ class DiffusersBackend:
                 if future.exception() is not None:
                     log.error("Saving an image failed", exc_info=future.exception())
         return [future.result() for future in saving]  # raises the first failed save
+
+    def _settle_cpu_threads(self, loaded: LoadedModel, request: GenerationRequest,
+                            conditioning: Conditioning, shape: tuple[int, ...]) -> None:
+        """On the CPU: the thread count for this model and size (cpu_threads.py), chosen
+        before its first job's steps by timing a few throwaway ones."""
+        if loaded.device.device != "cpu":
+            return
+        if self._cpu_threads is None:
+            self._cpu_threads = CpuThreads(torch.get_num_threads(), torch.set_num_threads)
+        pipe = loaded.pipe
+        guided = request.cfg_scale > 1  # classifier-free guidance doubles the UNet's batch
+
+        def work() -> float:
+            return float(sum(p.numel() for p in pipe.unet.parameters()) * shape[1] * shape[2])
+
+        def step_s() -> float:
+            marks: list[float] = []
+
+            def mark(_pipe: Any, _index: int, _timestep: Any, kwargs: dict[str, Any]) -> Any:
+                marks.append(time.perf_counter())
+                return kwargs
+
+            pipe.scheduler = build_scheduler("Euler", self._scheduler_config, [0])
+            with warnings.catch_warnings():
+                quiet_known_warnings()
+                pipe(**conditioning.pipeline_kwargs(request.batch_size),
+                     latents=torch.zeros((request.batch_size, *shape), dtype=pipe.unet.dtype),
+                     num_inference_steps=THREAD_PROBE_STEPS, guidance_scale=request.cfg_scale,
+                     height=request.height, width=request.width, output_type="latent",
+                     callback_on_step_end=mark)
+            return min(b - a for a, b in itertools.pairwise(marks))  # step 1 also sets up
+
+        self._cpu_threads.settle((loaded.path, shape, request.batch_size, guided), work, step_s)
 
     @staticmethod
     def _denoise(pipe: Any, request: GenerationRequest, conditioning: Conditioning,
@@ -403,6 +446,13 @@ class DiffusersBackend:
                 return self.output
             return self.output.with_name(f"{self.output.stem}-{index}{self.output.suffix}")
         return _reserve_in(self.output, seed)
+
+
+def _latent_shape(pipe: Any, request: GenerationRequest) -> tuple[int, int, int]:
+    """(channels, height, width) of one image's latents."""
+    factor = int(pipe.vae_scale_factor)
+    return (int(pipe.unet.config.in_channels), request.height // factor,
+            request.width // factor)
 
 
 def _save_failed(what: str, exc: OSError) -> UserError:
