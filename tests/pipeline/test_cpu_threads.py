@@ -125,3 +125,22 @@ def test_loading_ahead_also_chooses_the_threads(
         assert threads._chosen == chosen  # the job timed nothing more
     finally:
         torch.set_num_threads(before)
+
+
+def test_an_sdxl_model_is_timed_with_its_own_conditioning(
+        tmp_path: Path, tiny_sdxl_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """SDXL's UNet also takes the pooled embedding and the size ids: the throwaway steps go
+    through the pipeline, which makes them as for a job (two images a batch here)."""
+    from desktop_app.pipeline.backend.diffusers_backend import DiffusersBackend
+    from tests.pipeline.engine_helpers import request, run
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        backend = DiffusersBackend(tmp_path / "img")
+        with caplog.at_level(logging.INFO, logger="desktop_app.pipeline.backend.cpu_threads"):
+            result, _ = run(backend, request(tiny_sdxl_dir, steps=2, batch_size=2))
+        assert len(result.images) == 2
+        assert "CPU threads for" in caplog.text and "failed" not in caplog.text
+    finally:
+        torch.set_num_threads(before)
