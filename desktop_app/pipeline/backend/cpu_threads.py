@@ -4,9 +4,10 @@ waking the others costs more than they add.
 OpenMP's threads sleep between parallel regions (`OMP_WAIT_POLICY=PASSIVE`, set in this
 package's `__init__`, avoids a 50× collapse when anything else wants the CPU), so each of a
 UNet call's hundreds of small operations pays a wake-up per thread. For a large model that is
-noise; for the bundled demo model (6 M parameters, 16×16 latents) it is most of the step: on
-the 2-core development machine an image took 1.75–2.04 s on two threads and 0.61–0.69 s on one
-(`benchmarks/demo_speed.py`).
+noise; for the bundled demo model (6 M parameters, 8×8 latents) it is most of the step: on
+the 2-core development machine a step takes 59 ms on two threads and 20 ms on one, and an image
+1.37–1.67 s before this choice and 0.54–0.60 s after (`benchmarks/demo_speed.py`,
+docs/performance.md).
 
 So before the first job of a small model at a new size (UNet parameters × latent pixels under
 `SMALL_WORK`: the demo model up to 128², never SD1.5 or SDXL) the engine times a few throwaway
