@@ -120,11 +120,14 @@ class GenerationWorker(QObject):
             self.preview_available.emit()
 
     def _ensure_backend(self) -> Backend:
+        """The backend (created on first use), given the current fast-mode setting."""
         if self._backend is None:
             started = time.perf_counter()
             self._backend = self._backend_factory()
             log.info("Backend created in %.2f s", time.perf_counter() - started)
             self.backend_ready.emit(self._backend.device_info())
+        if isinstance(self._backend, SupportsFastMode):  # the setting as of this job or load
+            self._backend.fast_mode = self._fast_mode
         return self._backend
 
     @Slot(object)
@@ -139,8 +142,6 @@ class GenerationWorker(QObject):
             return
         if request is None or not isinstance(backend, SupportsPreload):
             return
-        if isinstance(backend, SupportsFastMode):
-            backend.fast_mode = self._fast_mode
         try:
             name = backend.preload(request, self.model_preloading.emit)
         except Exception:
@@ -170,8 +171,6 @@ class GenerationWorker(QObject):
 
         try:
             backend = self._ensure_backend()
-            if isinstance(backend, SupportsFastMode):
-                backend.fast_mode = self._fast_mode
             token.raise_if_cancelled()
             result = backend.generate(request, token, on_step, on_load)
         except GenerationCancelled:
