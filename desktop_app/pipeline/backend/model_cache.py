@@ -171,7 +171,7 @@ class ModelCache:
             self._active = None
         refs = collector.weak_refs(map(pipe_of, values))
         if self.on_drop is not None:
-            list(map(self.on_drop, values))
+            list(map(self.on_drop, values))  # (a for loop's variable would keep the last alive)
         del values  # the last references (the switcher and backend let go before loading)
         collector.free(refs)
 
