@@ -362,6 +362,23 @@ def test_taesd_previews_are_full_size(sd15: dict[str, Any], tmp_path: Path) -> N
     assert (updates[-1].preview.width, updates[-1].preview.height) == (SIZE, SIZE)
 
 
+def test_a_broken_taesd_file_gives_linear_previews_warns_once_and_a_good_one_replaces_it(
+        sd15: dict[str, Any], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    folder = tmp_path / "decoders"
+    folder.mkdir()
+    (folder / "taesd_decoder.safetensors").write_bytes(b"not a safetensors file")
+    backend = DiffusersBackend(tmp_path / "img", taesd_folder=folder)
+    for _ in range(2):
+        result, updates = run(backend, request(**sd15))
+        assert len(result.images) == 1  # the image is made all the same
+        assert updates[-1].preview is not None and updates[-1].preview.width == SIZE // 8
+    assert caplog.text.count("Could not load TAESD weights") == 1  # not again every job
+    (folder / "taesd_decoder.safetensors").unlink()
+    save_tiny_taesd(folder)
+    _, updates = run(backend, request(**sd15))
+    assert updates[-1].preview is not None and updates[-1].preview.width == SIZE
+
+
 def test_a_taesd_added_or_removed_while_running_is_used_from_the_next_job(
         sd15: dict[str, Any], tmp_path: Path) -> None:
     """Downloading TAESD from the library panel must not need an app restart."""

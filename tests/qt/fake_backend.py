@@ -90,6 +90,8 @@ class FakeBackend:
     def preload(self, request: GenerationRequest, on_load: LoadCallback | None = None) -> str:
         self.calls.append("preload")
         self.threads.add(threading.get_ident())
+        if self.gate is not None:  # a slow load, held until the test lets it go
+            self.gate.wait(10)
         if self.preload_failure is not None:
             raise self.preload_failure
         if on_load is not None:

@@ -180,3 +180,20 @@ def test_a_warm_up_without_a_request_only_starts_the_engine(
     with qtbot.waitSignal(controller.job_finished, timeout=10_000):
         controller.submit(GenerationRequest("x", steps=2, width=64, height=64))
     assert fake_backend.calls == ["generate"]
+
+
+def test_a_job_cancelled_while_the_model_loads_ahead_never_runs(
+        qtbot: QtBot, controller: GenerationController, fake_backend: FakeBackend) -> None:
+    gate = threading.Event()
+    fake_backend.gate = gate
+    controller.warm_up(GenerationRequest("a lighthouse"))
+    job = controller.submit(GenerationRequest("x", steps=2, width=64, height=64))
+    qtbot.waitUntil(lambda: fake_backend.calls == ["preload"], timeout=10_000)
+    with qtbot.waitSignal(controller.job_cancelled, timeout=10_000) as blocker:
+        assert controller.cancel(job.id)
+        gate.set()
+    assert blocker.args == [job.id] and job.state is JobState.cancelled
+    assert fake_backend.calls == ["preload"]  # the job never started
+    fake_backend.gate = None
+    with qtbot.waitSignal(controller.job_finished, timeout=10_000):
+        controller.submit(GenerationRequest("next", steps=2, width=64, height=64))
