@@ -4,10 +4,10 @@ Independent of the GUI and of any model on disk, it checks what a PyInstaller bu
 gets wrong: package metadata (without it diffusers turns pipelines into dummies), lazily imported
 pipelines, schedulers and CLIP classes, the shipped tokenizer and configs found through
 `paths.resource`, scipy/torchsde-backed samplers, safetensors save and load by class name, tqdm
-with no console, CA certificates for HTTPS downloads, and the Qt platform plugins. It builds a
-tiny random-weight SD pipeline in a temporary folder (never the install folder), runs it for two
-steps with three schedulers and prints one JSON line; exit code 0 when every check passed,
-1 otherwise.
+with no console, the ISA-L deflate of fast mode's PNGs, CA certificates for HTTPS downloads, and
+the Qt platform plugins. It builds a tiny random-weight SD pipeline in a temporary folder (never
+the install folder), runs it for two steps with three schedulers, round-trips a PNG through
+ISA-L and prints one JSON line; exit code 0 when every check passed, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -108,6 +108,23 @@ def _check_generation() -> str:
     return "tiny pipeline saved, reloaded and run with " + ", ".join(n for n, _ in SCHEDULERS)
 
 
+def _check_png() -> str:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from desktop_app.gallery import png_encode
+
+    if png_encode._isal() is None:
+        raise RuntimeError("isal missing: fast mode would save PNGs with the slower zlib")
+    pixels = np.random.default_rng(0).integers(0, 256, (96, 80, 3), dtype=np.uint8)
+    back = Image.open(io.BytesIO(png_encode.encode(Image.fromarray(pixels), fast=True)))
+    if not np.array_equal(np.asarray(back), pixels):
+        raise RuntimeError("a PNG deflated by ISA-L did not decode back")
+    return "PNGs deflate with zlib and ISA-L"
+
+
 def _check_tls() -> str:
     import ssl
 
@@ -132,6 +149,7 @@ CHECKS: tuple[tuple[str, Callable[[], str]], ...] = (
     ("backends", _check_backends),
     ("resources", _check_resources),
     ("generation", _check_generation),
+    ("png", _check_png),
     ("tls", _check_tls),
     ("qt", _check_qt),
 )

@@ -352,15 +352,17 @@ def metadata_chunks(meta: ImageMetadata) -> list[tuple[bytes, bytes]]:
                                   compress=True)]
 
 
-def save_png(image: Image.Image, path: Path, meta: ImageMetadata) -> Path:
+def save_png(image: Image.Image, path: Path, meta: ImageMetadata, *, fast: bool = False
+             ) -> Path:
     """Write `image` with its metadata to `path` atomically and durably.
 
     The bytes go to a hidden temp file in the same folder, are flushed and fsynced, then
     renamed over `path` (os.replace), and the folder is fsynced: a crash at any moment leaves
     either no file or the complete one, never a partial `.png`. Releases the reservation made
     by `storage.new_image_path`, also when the write fails. Returns `path`. The PNG is encoded
-    on several cores (`png_encode`, zlib level 4 as before: the same file size as Pillow's);
-    images in other modes than L, RGB and RGBA are converted to RGB(A) first.
+    on several cores (`png_encode`, zlib level 4 as before: the same file size as Pillow's;
+    with `fast`, ISA-L: ~10× less deflate time, 3–8 % larger); images in other modes than L,
+    RGB and RGBA are converted to RGB(A) first.
     """
     from desktop_app.gallery import png_encode, storage
 
@@ -368,7 +370,7 @@ def save_png(image: Image.Image, path: Path, meta: ImageMetadata) -> Path:
     try:
         if not png_encode.supports(image):
             image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
-        data = png_encode.encode(image, metadata_chunks(meta), level=PNG_LEVEL)
+        data = png_encode.encode(image, metadata_chunks(meta), level=PNG_LEVEL, fast=fast)
         # storage.TEMP_SUFFIX: the scanner skips the hidden temp, `clean_stale` removes litter.
         with fileio.atomic_path(path, suffix=storage.TEMP_SUFFIX) as tmp:
             tmp.write_bytes(data)

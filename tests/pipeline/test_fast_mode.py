@@ -340,10 +340,20 @@ def test_cuda_fast_mode_matches_eager_within_tolerance(loaded: Loaded) -> None:
 
 
 def test_the_backend_option_on_a_cpu_generates_as_before_and_can_be_switched_off(
-        tmp_path: Path, tiny_sd15_file: Path, tiny_sd15_config: Path) -> None:
+        tmp_path: Path, tiny_sd15_file: Path, tiny_sd15_config: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """…and saves its PNGs with the fast deflate while it is on (the same pixels)."""
+    from desktop_app.gallery import png_encode
     from desktop_app.pipeline.backend.diffusers_backend import DiffusersBackend
     from tests.pipeline.engine_helpers import images_of, request, run
 
+    encode, fast_saves = png_encode.encode, []
+
+    def recording(*args: Any, fast: bool = False, **kwargs: Any) -> bytes:
+        fast_saves.append(fast)
+        return encode(*args, fast=fast, **kwargs)
+
+    monkeypatch.setattr(png_encode, "encode", recording)
     req = request(tiny_sd15_file, tiny_sd15_config)
     eager, _ = run(DiffusersBackend(tmp_path / "eager"), req)
     backend = DiffusersBackend(tmp_path / "fast", fast_mode=True)
@@ -356,6 +366,7 @@ def test_the_backend_option_on_a_cpu_generates_as_before_and_can_be_switched_off
     backend.fast_mode = False  # the setting flipped between jobs
     run(backend, req)
     assert fast_mode.fast_mode_state(backend.loaded) is None
+    assert fast_saves == [False, True, False]
 
 
 def test_fast_mode_drops_the_last_steps_preview_only_where_it_compiles(
