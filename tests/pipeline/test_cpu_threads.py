@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from desktop_app.pipeline.api import CancelToken, GenerationCancelled
 from desktop_app.pipeline.backend.cpu_threads import SMALL_WORK, CpuThreads
 
 
@@ -69,6 +70,22 @@ def test_a_failed_timing_leaves_every_thread_on(caplog: pytest.LogCaptureFixture
     assert "every thread stays on" in caplog.text
 
 
+def test_a_cancel_during_the_timing_passes_through_and_chooses_nothing() -> None:
+    machine = Machine({4: 0.08, 1: 0.05})
+    probe = machine.probe
+
+    def cancelled_on_one_thread() -> float:
+        if machine.owner.current == 1:
+            raise GenerationCancelled()
+        return probe()
+
+    with pytest.raises(GenerationCancelled):
+        machine.owner.settle("model", lambda: SMALL_WORK / 10, cancelled_on_one_thread)
+    assert machine.owner.current == 4 and machine.owner._chosen == {}
+    machine.settle()  # the next job times again
+    assert machine.owner.current == 1 and machine.probes == 3
+
+
 def test_nothing_is_timed_with_one_core_or_a_thread_count_set_by_the_user(
         monkeypatch: pytest.MonkeyPatch) -> None:
     one_core = Machine({1: 0.05}, threads=1)
@@ -103,6 +120,44 @@ def test_the_engine_chooses_before_the_first_job_and_keeps_the_image(
         reference, _ = run(DiffusersBackend(tmp_path / "ref"), req)
         assert np.array_equal(images_of(first)[0], images_of(again)[0])
         assert np.array_equal(images_of(first)[0], images_of(reference)[0])
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_a_job_cancelled_during_the_timing_stops_there_and_the_next_job_runs(
+        tmp_path: Path, tiny_sd15_file: Path, tiny_sd15_config: Path) -> None:
+    """Cancel is checked after each throwaway step: the job ends before its own steps, with
+    no image and nothing chosen; the next job times and runs."""
+    from desktop_app.pipeline.backend.diffusers_backend import DiffusersBackend
+    from tests.pipeline.engine_helpers import request, run
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        backend = DiffusersBackend(tmp_path / "img")
+        req = request(tiny_sd15_file, tiny_sd15_config, steps=3)
+        backend.preload(request(tiny_sd15_file, tiny_sd15_config, width=128, height=128))
+        assert backend.loaded is not None
+        cancel, unet_calls = CancelToken(), []
+
+        def cancel_at_first_call(_module: object, _args: object) -> None:
+            unet_calls.append(1)
+            cancel.cancel()
+
+        hook = backend.loaded.pipe.unet.register_forward_pre_hook(cancel_at_first_call)
+        try:
+            with pytest.raises(GenerationCancelled):
+                run(backend, req, cancel=cancel)
+        finally:
+            hook.remove()
+        assert len(unet_calls) == 1  # one throwaway step, then the cancel was seen
+        threads = backend._cpu_threads
+        assert threads is not None and len(threads._chosen) == 1  # the preload's size only
+        assert torch.get_num_threads() == 2
+        assert not list((tmp_path / "img").rglob("*.png"))
+        result, updates = run(backend, req)
+        assert len(result.images) == 1 and [u.step for u in updates] == [1, 2, 3]
+        assert len(threads._chosen) == 2
     finally:
         torch.set_num_threads(before)
 

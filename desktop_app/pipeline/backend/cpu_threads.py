@@ -13,8 +13,10 @@ So before the first job of a small model at a new size (UNet parameters × laten
 `SMALL_WORK`: the demo model up to 128², never SD1.5 or SDXL) the engine times a few throwaway
 steps on every thread and on one, and keeps one thread when it is clearly faster. The choice
 is made before the job's own steps and holds for the session, so every image of a model and
-size is made on the same thread count (the count can move a pixel by one level). Setting
-OMP_NUM_THREADS yourself switches this off.
+size is made on the same thread count (the count can move a pixel by one level). A job
+cancelled during the timing stops after the throwaway step under way, chooses nothing and
+leaves every thread on; the next job times again. Setting OMP_NUM_THREADS yourself switches
+this off.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Hashable
+
+from desktop_app.pipeline.api import GenerationCancelled
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +52,8 @@ class CpuThreads:
                step_s: Callable[[], float]) -> None:
         """Use the thread count chosen for `key`; choose it first if there is none: `work()`
         is the UNet's parameters × latent pixels, `step_s()` runs a few throwaway steps on the
-        threads in use and returns the shortest (in seconds)."""
+        threads in use and returns the shortest (in seconds), or raises GenerationCancelled,
+        which passes through with nothing chosen."""
         if not self.enabled:
             return
         if key not in self._chosen:
@@ -64,6 +69,9 @@ class CpuThreads:
             every = step_s()
             self.use(1)
             one = step_s()
+        except GenerationCancelled:
+            self.use(self.threads)
+            raise
         except Exception:  # the choice is an optimisation: the job itself must not fail on it
             log.warning("Timing CPU threads failed; every thread stays on", exc_info=True)
             return self.threads

@@ -328,7 +328,7 @@ class DiffusersBackend:
         conditioning = self._prompts.encode(pipe, request.prompt, request.negative_prompt,
                                             request.clip_skip)
         shape = _latent_shape(pipe, request)
-        self._settle_cpu_threads(loaded, request, conditioning, shape)
+        self._settle_cpu_threads(loaded, request, conditioning, shape, cancel)
         saving: list[Future[GeneratedImage]] = []
         try:
             for batch in range(request.batch_count):
@@ -355,9 +355,11 @@ class DiffusersBackend:
         return [future.result() for future in saving]  # raises the first failed save
 
     def _settle_cpu_threads(self, loaded: LoadedModel, request: GenerationRequest,
-                            conditioning: Conditioning, shape: tuple[int, ...]) -> None:
+                            conditioning: Conditioning, shape: tuple[int, ...],
+                            cancel: CancelToken | None = None) -> None:
         """On the CPU: the thread count for this model and size (cpu_threads.py), chosen
-        before its first job's steps by timing a few throwaway ones."""
+        before its first job's steps by timing a few throwaway ones (`cancel` is checked
+        after each)."""
         if loaded.device.device != "cpu":
             return
         if self._cpu_threads is None:
@@ -373,6 +375,8 @@ class DiffusersBackend:
 
             def mark(_pipe: Any, _index: int, _timestep: Any, kwargs: dict[str, Any]) -> Any:
                 marks.append(time.perf_counter())
+                if cancel is not None:
+                    cancel.raise_if_cancelled()
                 return kwargs
 
             pipe.scheduler = build_scheduler("Euler", self._scheduler_config, [0])
