@@ -607,3 +607,37 @@ def test_a_model_that_cannot_be_loaded_ahead_says_why_and_the_backend_goes_on(
     assert caught.value.kind is ErrorKind.missing_file and caught.value.hint
     result, _ = run(backend, request(**sd15))
     assert len(result.images) == 1
+
+
+def test_a_damaged_model_loaded_ahead_fails_as_its_job_would(
+        sd15: dict[str, Any], tmp_path: Path) -> None:
+    damaged = tmp_path / "cut.safetensors"
+    data = Path(sd15["model"]).read_bytes()
+    damaged.write_bytes(data[: len(data) - 1000])
+    backend = DiffusersBackend(tmp_path / "img")
+    with pytest.raises(UserError) as ahead:
+        backend.preload(request(damaged, sd15["config"]))
+    with pytest.raises(UserError) as job:
+        run(backend, request(damaged, sd15["config"]))
+    assert ahead.value.kind is job.value.kind is ErrorKind.corrupt_file
+    assert str(ahead.value) == str(job.value) and ahead.value.hint
+    assert len(run(backend, request(**sd15))[0].images) == 1
+
+
+def test_out_of_memory_while_loading_ahead_says_so_and_the_next_job_works(
+        sd15: dict[str, Any], tmp_path: Path) -> None:
+    backend = DiffusersBackend(tmp_path / "img")
+    backend.preload(request(**sd15))
+    encoder = backend.loaded.pipe.text_encoder
+
+    def exhausted(*args: Any, **kwargs: Any) -> Any:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    encoder.forward = exhausted
+    try:
+        with pytest.raises(UserError) as info:  # a new prompt: its embeddings are computed
+            backend.preload(request(**sd15, prompt="a lighthouse at dusk"))
+    finally:
+        del encoder.forward
+    assert info.value.kind is ErrorKind.out_of_memory and info.value.hint
+    assert len(run(backend, request(**sd15, prompt="a lighthouse at dusk"))[0].images) == 1
