@@ -186,8 +186,9 @@ class MainWindow(QMainWindow):
         self.fast_mode_action.setChecked(self.settings.fast_mode)
         self.fast_mode_action.setToolTip(
             "Compiles the model for your GPU: much faster steps after a one-time wait of a "
-            "minute or two per image size (kept for later runs). No effect without an NVIDIA "
-            "GPU; falls back to normal speed with a notice when compiling is not possible.")
+            "minute or two per image size (kept for later runs), and saves PNGs with a faster "
+            "compressor (files about 5 % larger). Compiling needs an NVIDIA GPU; it falls back "
+            "to normal speed with a notice when it is not possible.")
         self.fast_mode_action.toggled.connect(self._on_fast_mode_action_toggled)
         self.controller.set_fast_mode(self.settings.fast_mode)
         gen_menu.addAction(self.fast_mode_action)
