@@ -261,9 +261,9 @@ def before_each_save(monkeypatch: pytest.MonkeyPatch, before: Callable[[Path], N
 
     real_save = diffusers_backend.save_png
 
-    def save(image: Any, path: Path, meta: Any) -> Path:
+    def save(image: Any, path: Path, meta: Any, **options: Any) -> Path:
         before(path)
-        return real_save(image, path, meta)
+        return real_save(image, path, meta, **options)
 
     monkeypatch.setattr(diffusers_backend, "save_png", save)
 
