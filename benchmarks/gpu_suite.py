@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -161,6 +162,29 @@ def build_random_folder(family: str, folder: Path, device: str, smoke: bool) -> 
     torch.cuda.empty_cache()
 
 
+SAVE_MS: list[float] = []  # every engine PNG write (encode + fsync), on its writer thread
+
+
+def _time_engine_saves() -> None:
+    """Wrap the engine's `save_png` (once per process) to record how long each write takes:
+    the part of a fast-mode image the GPU does not do."""
+    from desktop_app.pipeline.backend import diffusers_backend
+
+    real = diffusers_backend.save_png
+    if getattr(real, "timed", False):
+        return
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return real(*args, **kwargs)
+        finally:
+            SAVE_MS.append((time.perf_counter() - started) * 1000)
+
+    timed.timed = True  # type: ignore[attr-defined]
+    diffusers_backend.save_png = timed
+
+
 class Runner:
     """Runs raw diffusers and our engine on one loaded model."""
 
@@ -178,6 +202,7 @@ class Runner:
         self.backend = DiffusersBackend(out / "engine", previews=True,
                                         taesd_folder=self.taesd_folder)
         self.previews = 0
+        _time_engine_saves()
         from diffusers import EulerDiscreteScheduler
 
         self.scheduler_config = EulerDiscreteScheduler.load_config(str(folder / "scheduler"))
@@ -322,7 +347,7 @@ def alternate(suite: Suite, runner: Runner, label: str, repeats: int) -> dict[st
     raw = Case(runner.family, f"raw {label}", steps=runner.steps * count)
     ours = Case(runner.family, f"engine {label}", steps=runner.steps * count)
     images: dict[str, Any] = {}
-    previews_before = runner.previews
+    previews_before, saves_before = runner.previews, len(SAVE_MS)
     for round_ in range(repeats):
         order = [("raw", raw), ("engine", ours)]
         for kind, case in order if round_ % 2 == 0 else order[::-1]:
@@ -338,8 +363,13 @@ def alternate(suite: Suite, runner: Runner, label: str, repeats: int) -> dict[st
     ratio = ours.its / raw.its
     ours.extra["ratio_vs_raw"] = round(ratio, 4)
     ours.extra["previews_per_job"] = round((runner.previews - previews_before) / repeats, 2)
+    saves = SAVE_MS[saves_before:]
+    if saves:
+        ours.extra["png_write_ms_median"] = round(statistics.median(saves), 2)
+    write = (f", engine PNG write {ours.extra['png_write_ms_median']} ms"
+             if saves else "")
     print(f"   {label}: raw {raw.its:.2f} it/s, engine {ours.its:.2f} it/s, "
-          f"engine/raw {ratio:.3f}", flush=True)
+          f"engine/raw {ratio:.3f}{write}", flush=True)
     return images
 
 
