@@ -283,10 +283,7 @@ class DiffusersBackend:
         request = request.resolved()
         try:
             loaded = self._ensure_model(request, on_load)
-            conditioning = self._prompts.encode(loaded.pipe, request.prompt,
-                                                request.negative_prompt, request.clip_skip)
-            self._settle_cpu_threads(loaded, request, conditioning,
-                                     _latent_shape(loaded.pipe, request))
+            self._prepare(loaded, request)
             return loaded.name
         except UserError:
             raise
@@ -325,10 +322,7 @@ class DiffusersBackend:
     def _run(self, loaded: LoadedModel, request: GenerationRequest, cancel: CancelToken,
              on_step: StepCallback) -> list[GeneratedImage]:
         pipe = loaded.pipe
-        conditioning = self._prompts.encode(pipe, request.prompt, request.negative_prompt,
-                                            request.clip_skip)
-        shape = _latent_shape(pipe, request)
-        self._settle_cpu_threads(loaded, request, conditioning, shape, cancel)
+        conditioning, shape = self._prepare(loaded, request, cancel)
         saving: list[Future[GeneratedImage]] = []
         try:
             for batch in range(request.batch_count):
@@ -353,6 +347,16 @@ class DiffusersBackend:
                 if future.exception() is not None:
                     log.error("Saving an image failed", exc_info=future.exception())
         return [future.result() for future in saving]  # raises the first failed save
+
+    def _prepare(self, loaded: LoadedModel, request: GenerationRequest,
+                 cancel: CancelToken | None = None) -> tuple[Conditioning, tuple[int, int, int]]:
+        """What a job needs before its first step, and what `preload` does ahead of it: the
+        prompts' embeddings, the latent shape and, on the CPU, the thread count."""
+        conditioning = self._prompts.encode(loaded.pipe, request.prompt, request.negative_prompt,
+                                            request.clip_skip)
+        shape = _latent_shape(loaded.pipe, request)
+        self._settle_cpu_threads(loaded, request, conditioning, shape, cancel)
+        return conditioning, shape
 
     def _settle_cpu_threads(self, loaded: LoadedModel, request: GenerationRequest,
                             conditioning: Conditioning, shape: tuple[int, ...],
