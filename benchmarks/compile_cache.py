@@ -7,6 +7,12 @@ which compiles the UNet. The first process starts from an empty cache (cold); th
 the kernels under `paths.cache_dir()/torch_compile` (warm). The same mechanism serves CUDA, where
 the cold compile is the ~1–2 min the app announces (see gpu_suite's warm-cache case).
 
+Then three starts through the engine (`DiffusersBackend`, the same model saved as a diffusers
+folder, fast mode with the same CPU config): a cold one and a warm one whose first job compiles,
+and a warm one whose preload (the app's warm-up: the model loaded while the user types)
+compiles ahead, so that its first job does not — the figures are the preload's seconds and
+each first job's.
+
     nice -n 10 .venv/bin/python -m benchmarks.compile_cache
 
 Prints the figures and a final JSON line.
@@ -29,6 +35,13 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
+def cpu_config() -> Any:
+    """Fast mode on the CPU: inductor's C++ backend, UNet only."""
+    from desktop_app.pipeline.backend import fast_mode
+
+    return fast_mode.FastModeConfig(require_cuda=False, compile_vae=False)
+
+
 def fast_tiny_pipeline(on_stage: Any = None) -> tuple[Any, Any]:
     """The fast-mode test pipeline (2-block UNet) with fast mode applied on the CPU (inductor's
     C++ backend, UNet only); its first call compiles. Returns (pipe, FastModeState)."""
@@ -42,9 +55,8 @@ def fast_tiny_pipeline(on_stage: Any = None) -> tuple[Any, Any]:
 
     loaded = Loaded()
     loaded.pipe = pipe  # type: ignore[attr-defined]
-    config = fast_mode.FastModeConfig(require_cuda=False, compile_vae=False)
     state = fast_mode.apply_fast_mode(loaded, 64, 64, 1,  # type: ignore[arg-type]
-                                      on_stage or (lambda _update: None), config)
+                                      on_stage or (lambda _update: None), cpu_config())
     return pipe, state
 
 
@@ -67,26 +79,81 @@ def child() -> None:
                       "compile_s": state.compile_seconds, "notices": notices}))
 
 
+def engine_child(folder: Path, ahead: bool) -> None:
+    """A warm start through the engine: load (as the app's warm-up does), put fast mode on with
+    the CPU config, then — with `ahead` — preload again (which compiles ahead), then the first
+    job; times the preload and the job."""
+    from desktop_app.pipeline.api import CancelToken, GenerationRequest
+    from desktop_app.pipeline.backend import fast_mode
+    from desktop_app.pipeline.backend.diffusers_backend import DiffusersBackend
+
+    notices: list[str] = []
+    request = GenerationRequest(prompt="a cat", model=str(folder), steps=3, width=64, height=64,
+                                seed=0, sampler="Euler", device="cpu")
+    backend = DiffusersBackend(folder.parent / "images")
+    backend.preload(request)
+    assert backend.loaded is not None
+    state = fast_mode.apply_fast_mode(backend.loaded, 64, 64, 1, None, cpu_config())
+    backend.fast_mode = True
+    started = time.perf_counter()
+    if ahead:
+        backend.preload(request, lambda update: notices.append(update.stage))
+    preload = time.perf_counter() - started
+    started = time.perf_counter()
+    backend.generate(request, CancelToken(), lambda _update: None,
+                     lambda update: notices.append(update.stage))
+    first = time.perf_counter() - started
+    print(json.dumps({"preload_s": round(preload, 2), "first_job_s": round(first, 2),
+                      "compile_s": state.compile_seconds, "notices": notices}))
+
+
+def run_child(env: dict[str, str], *args: str) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, "-m", "benchmarks.compile_cache", *args],
+                         cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
 def main() -> int:
     if "--child" in sys.argv:
         child()
+        return 0
+    if "--engine-child" in sys.argv:
+        engine_child(Path(sys.argv[2]), "--ahead" in sys.argv)
         return 0
     runs = []
     with tempfile.TemporaryDirectory(prefix="compile-cache-") as home:
         env = {**os.environ, "DESKTOP_APP_HOME": home}
         for label in ("cold", "warm"):
-            out = subprocess.run([sys.executable, "-m", "benchmarks.compile_cache", "--child"],
-                                 cwd=ROOT, env=env, capture_output=True, text=True, check=True)
-            data = json.loads(out.stdout.strip().splitlines()[-1])
+            data = run_child(env, "--child")
             runs.append({"start": label, **data})
             print(f"{label} start: first job {data['first_job_s']} s (compile "
                   f"{list(data['compile_s'].values())}), next job {data['second_job_s']} s; "
                   f"{data['notices'][:1]}", flush=True)
+        from desktop_app.pipeline.backend.tiny import make_tiny_sd15_pipeline_small_unet
+
+        folder = Path(home) / "tiny-small-unet"
+        make_tiny_sd15_pipeline_small_unet().save_pretrained(str(folder))
+        engine = {}
+        # The engine's UNet graph is not the bare pipeline's (other inputs): its own cold
+        # start first, so that both warm starts find its kernels.
+        for label, extra in (("engine cold, the job compiles", ()),
+                             ("engine warm, the job compiles", ()),
+                             ("engine warm, the preload compiles ahead", ("--ahead",))):
+            data = run_child(env, "--engine-child", str(folder), *extra)
+            engine[label] = data
+            print(f"{label}: preload {data['preload_s']} s, first job {data['first_job_s']} s "
+                  f"(compile {list(data['compile_s'].values())}); {data['notices'][:1]}",
+                  flush=True)
     cold, warm = (next(iter(r["compile_s"].values())) for r in runs)
+    _, on_job, ahead = engine.values()
     print(json.dumps({"benchmark": "compile_cache", "device": "cpu",
                       "cold_compile_s": round(cold, 1),
                       "warm_compile_s": round(warm, 1), "speedup": round(cold / warm, 2),
-                      "load_average_1min": round(os.getloadavg()[0], 1), "runs": runs}))
+                      "engine_first_job_s": on_job["first_job_s"],
+                      "engine_first_job_after_compile_ahead_s": ahead["first_job_s"],
+                      "engine_compile_ahead_preload_s": ahead["preload_s"],
+                      "load_average_1min": round(os.getloadavg()[0], 1), "runs": runs,
+                      "engine_runs": engine}))
     return 0
 
 

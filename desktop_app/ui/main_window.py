@@ -283,6 +283,8 @@ class MainWindow(QMainWindow):
         self.settings.fast_mode = enabled
         self.controller.set_fast_mode(enabled)
         self.save_settings()
+        if self._warmed_up:  # on: compile ahead a size compiled before; off: undo it now
+            self._preload_timer.start()
 
     def set_theme(self, preference: str) -> None:
         self.settings.theme = preference

@@ -20,7 +20,7 @@ import torch
 
 from desktop_app import paths
 from desktop_app.pipeline.api import GenerationCancelled, LoadUpdate
-from desktop_app.pipeline.backend import fast_mode, fast_mode_cache
+from desktop_app.pipeline.backend import fast_mode, fast_mode_cache, fast_mode_compile
 from desktop_app.pipeline.backend.fast_mode import (
     FastModeConfig,
     apply_fast_mode,
@@ -157,7 +157,7 @@ def test_traced_fast_mode_matches_eager_and_reports_each_step(loaded: Loaded) ->
     assert state.active
     assert steps == eager_steps
     np.testing.assert_allclose(after, before, atol=1e-4)
-    assert [u.stage for u in updates][:1] == ["Compiling UNet for 64×64 (first time ~1–2 min)…"]
+    assert [u.stage for u in updates][:1] == ["Compiling UNet for 64×64 (first time ~1–2 min)"]
     assert (64, 64, 2) in state.compiled
     updates.clear()
     generate(loaded.pipe, seed=8)
@@ -390,6 +390,89 @@ def test_fast_mode_drops_the_last_steps_preview_only_where_it_compiles(
     assert fast_updates[-1].preview is None
     assert np.abs(images_of(fast)[0] - images_of(eager)[0]).max() <= 1
 
+
+
+def _fast_backend_after_a_compiled_job(tmp_path: Path, req: Any) -> tuple[Any, Any, Any]:
+    """A backend in fast mode (compiling on the CPU) whose first job compiled `req`'s size,
+    then left as a new app run finds it: that size in the compile record, nothing compiled
+    in this process. Returns (backend, fast-mode state, the first job's result)."""
+    from desktop_app.pipeline.backend.diffusers_backend import DiffusersBackend
+    from tests.pipeline.engine_helpers import run
+
+    backend = DiffusersBackend(tmp_path / "out", fast_mode=True)
+    backend.preload(req)  # on a CPU fast mode stays eager: nothing to compile ahead
+    assert backend.loaded is not None and not fast_mode.fast_mode_state(backend.loaded).active
+    fast_mode.remove_fast_mode(backend.loaded)  # …and again, with a config that compiles here
+    state = apply_fast_mode(backend.loaded, 64, 64, 1, None, CPU_TRACE)
+    first, _ = run(backend, req)
+    assert (64, 64, 2) in state.compiled
+    torch._dynamo.reset()  # what a new process starts from: the record, no compiled code
+    fast_mode_compile.forget_compiled_code()
+    assert not state.compiled
+    return backend, state, first
+
+
+def test_a_preload_compiles_ahead_a_size_an_earlier_run_compiled(
+        tmp_path: Path, tiny_sd15_file: Path, tiny_sd15_config: Path) -> None:
+    """At start or after a model switch the preload compiles the size the next job will
+    most likely have, saying so; the job then compiles nothing and makes the same image."""
+    from torch._dynamo.utils import counters
+
+    from desktop_app.pipeline.api import CancelToken
+    from tests.pipeline.engine_helpers import images_of, request
+
+    req = request(tiny_sd15_file, tiny_sd15_config)
+    backend, state, first = _fast_backend_after_a_compiled_job(tmp_path, req)
+    preloading: list[LoadUpdate] = []
+    assert backend.preload(req, preloading.append) == backend.loaded.name
+    stages = [u.stage for u in preloading]
+    assert "Compiling UNet for 64×64 (cached, about 10–30 s)" in stages
+    assert state.compiled == {(64, 64, 2)}
+    graphs = counters["stats"]["unique_graphs"]
+    loading: list[LoadUpdate] = []
+    result = backend.generate(req, CancelToken(), lambda _update: None, loading.append)
+    assert counters["stats"]["unique_graphs"] == graphs  # nothing traced or compiled again
+    assert not [u.stage for u in loading if u.stage.startswith("Compiling")]
+    assert np.array_equal(images_of(result)[0], images_of(first)[0])
+
+
+def test_a_preload_leaves_a_size_no_run_compiled_to_the_job(
+        tmp_path: Path, tiny_sd15_file: Path, tiny_sd15_config: Path) -> None:
+    """A size never compiled would cost the long first compile for a size the user may not
+    keep; without guidance the UNet's batch halves: another size for the compiler too."""
+    from tests.pipeline.engine_helpers import request
+
+    req = request(tiny_sd15_file, tiny_sd15_config)
+    backend, state, _ = _fast_backend_after_a_compiled_job(tmp_path, req)
+    preloading: list[LoadUpdate] = []
+    for other in (request(tiny_sd15_file, tiny_sd15_config, width=96, height=96),
+                  request(tiny_sd15_file, tiny_sd15_config, cfg_scale=1.0)):
+        backend.preload(other, preloading.append)
+    assert not [u.stage for u in preloading if u.stage.startswith("Compiling")]
+    assert not state.compiled
+
+
+def test_a_failed_compile_ahead_still_preloads_and_the_job_runs(
+        tmp_path: Path, tiny_sd15_file: Path, tiny_sd15_config: Path,
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """Running out of memory while compiling ahead leaves the model loaded (the preload
+    reports it ready); the job then compiles and finishes as it would have."""
+    from desktop_app.pipeline.backend import diffusers_backend
+    from tests.pipeline.engine_helpers import images_of, request, run
+
+    req = request(tiny_sd15_file, tiny_sd15_config)
+    backend, state, first = _fast_backend_after_a_compiled_job(tmp_path, req)
+    with monkeypatch.context() as patched:
+        def no_memory(*_args: Any) -> Any:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+        patched.setattr(diffusers_backend, "decode_latents", no_memory)
+        assert backend.preload(req) == backend.loaded.name
+    assert "Compiling ahead of the first job failed" in caplog.text
+    result, updates = run(backend, req)
+    assert [u.step for u in updates] == [1, 2]
+    assert state.active  # a failure ahead of the job does not switch fast mode off
+    assert np.array_equal(images_of(result)[0], images_of(first)[0])
 
 FUSE_ONLY = FastModeConfig(require_cuda=False, compile_unet=False, compile_vae=False)
 

@@ -276,6 +276,19 @@ def test_a_model_picked_after_the_warm_up_is_loaded_ahead_once_the_choice_settle
     assert not window._preload_timer.isActive()
 
 
+def test_fast_mode_switched_after_the_warm_up_is_applied_ahead_of_the_next_job(
+        qtbot: QtBot, window: MainWindow, fake_backend: FakeBackend) -> None:
+    """The engine then compiles ahead a size it compiled in an earlier run (switched on) or
+    drops the compiled code (off) before Generate is pressed, not inside the job."""
+    with qtbot.waitSignal(window.controller.model_preloaded, timeout=10_000):
+        window.warm_up()
+    window._preload_timer.setInterval(0)
+    for expected in (True, False):
+        with qtbot.waitSignal(window.controller.model_preloaded, timeout=10_000):
+            window.fast_mode_action.trigger()
+        assert fake_backend.preloaded[-1][1] is expected
+    assert [fast for _request, fast in fake_backend.preloaded] == [False, True, False]
+
 def test_without_the_warm_up_a_picked_model_waits_for_generate(
         qtbot: QtBot, window: MainWindow, fake_backend: FakeBackend) -> None:
     window._preload_timer.setInterval(0)

@@ -43,7 +43,7 @@ from desktop_app.pipeline.api import (
 )
 from desktop_app.pipeline.backend.cpu_threads import CpuThreads
 from desktop_app.pipeline.backend.device import plan_device
-from desktop_app.pipeline.backend.fast_mode import sync_fast_mode
+from desktop_app.pipeline.backend.fast_mode import sync_fast_mode, worth_compiling_ahead
 from desktop_app.pipeline.backend.loading import LoadedModel
 from desktop_app.pipeline.backend.memory import (
     execution_device,
@@ -59,6 +59,7 @@ from desktop_app.pipeline.backend.text_encoding import Conditioning, PromptCache
 log = logging.getLogger(__name__)
 
 THREAD_PROBE_STEPS = 3  # throwaway steps per thread count when choosing CPU threads
+COMPILE_AHEAD_STEPS = 2  # fast mode, ahead of a job: compile (1st UNet call), CUDA graph (2nd)
 IMAGE_WRITERS = 2  # threads that encode and write PNGs; a batch's images are written in parallel
 
 
@@ -173,16 +174,23 @@ class _StepReporter:
         oom = is_out_of_memory(exc)
         log.warning("Live preview failed (%s); no more previews in this batch",
                     "out of memory" if oom else type(exc).__name__, exc_info=not oom)
-        if oom and torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        if oom:
+            _release_cached_memory()
 
 
 def _translate(exc: BaseException) -> UserError:
     """A UserError for any failure during a job; out-of-memory gets its own kind and hint."""
     error = friendly_error(exc)  # recognises out-of-memory errors (kind out_of_memory, OOM_HINT)
-    if error.kind is ErrorKind.out_of_memory and torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    if error.kind is ErrorKind.out_of_memory:
+        _release_cached_memory()
     return error
+
+
+def _release_cached_memory() -> None:
+    """After running out of GPU memory: hand the allocator's cached blocks back, so that what
+    comes next (the next job, the other programs on the GPU) has them."""
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 @torch.no_grad()
@@ -276,14 +284,15 @@ class DiffusersBackend:
         )
 
     def preload(self, request: GenerationRequest, on_load: LoadCallback | None = None) -> str:
-        """Load what a job for `request` would load first — model, VAE, memory plan, fast
-        mode (compiled at the first job), the prompt's embeddings, on the CPU the thread count
-        — so that the job starts denoising at once. Returns the model's name; raises UserError
+        """Load what a job for `request` would load first — model, VAE, memory plan, the
+        prompt's embeddings, on the CPU the thread count, in fast mode the compiled UNet and
+        VAE decode for its size when an earlier run compiled that size (`_compile_ahead`) —
+        so that the job starts denoising at once. Returns the model's name; raises UserError
         as `generate` does."""
         request = request.resolved()
         try:
             loaded = self._ensure_model(request, on_load)
-            self._prepare(loaded, request)
+            self._prepare(loaded, request, ahead=True)
             return loaded.name
         except UserError:
             raise
@@ -349,17 +358,47 @@ class DiffusersBackend:
         return [future.result() for future in saving]  # raises the first failed save
 
     def _prepare(self, loaded: LoadedModel, request: GenerationRequest,
-                 cancel: CancelToken | None = None) -> tuple[Conditioning, tuple[int, int, int]]:
-        """What a job needs before its first step, and what `preload` does ahead of it: the
-        prompts' embeddings, the latent shape and, on the CPU, the thread count."""
+                 cancel: CancelToken | None = None, *, ahead: bool = False
+                 ) -> tuple[Conditioning, tuple[int, int, int]]:
+        """What a job needs before its first step, and what `preload` (`ahead`) does before
+        the job: the prompts' embeddings, the latent shape and, on the CPU, the thread count;
+        ahead of the job also fast mode's compile for its size."""
         conditioning = self._prompts.encode(loaded.pipe, request.prompt, request.negative_prompt,
                                             request.clip_skip)
         shape = _latent_shape(loaded.pipe, request)
+        if ahead:  # first: the CPU thread timing below must not time a compile
+            self._compile_ahead(loaded, request, conditioning, shape)
         self._settle_cpu_threads(loaded, request, conditioning, shape, cancel)
         return conditioning, shape
 
+    def _compile_ahead(self, loaded: LoadedModel, request: GenerationRequest,
+                       conditioning: Conditioning, shape: tuple[int, int, int]) -> None:
+        """Fast mode, while the model loads ahead of its first job (at start, after a model
+        switch): compile the UNet and the VAE decode for the job's size now, through the job's
+        own call path (throwaway steps and a decode), so that the job finds them compiled.
+        Only for a size an earlier run compiled (`worth_compiling_ahead`). Two steps: the first
+        call compiles, the second records the CUDA graph. A failure here is only logged — the
+        model is loaded, and the job compiles (or fails, with its message) as it would have."""
+        guided = request.cfg_scale > 1  # classifier-free guidance doubles the UNet's batch
+        unet_batch = request.batch_size * (2 if guided else 1)
+        if not worth_compiling_ahead(loaded, request.width, request.height, unet_batch):
+            return
+        started = time.perf_counter()
+        try:
+            latents = self._throwaway_steps(loaded.pipe, request, conditioning, shape,
+                                            COMPILE_AHEAD_STEPS)
+            decode_latents(loaded.pipe, latents)
+        except Exception as exc:
+            log.warning("Compiling ahead of the first job failed; the job will compile",
+                        exc_info=True)
+            if is_out_of_memory(exc):
+                _release_cached_memory()
+        else:
+            log.info("Fast mode: compiled ahead for %d×%d in %.1f s", request.width,
+                     request.height, time.perf_counter() - started)
+
     def _settle_cpu_threads(self, loaded: LoadedModel, request: GenerationRequest,
-                            conditioning: Conditioning, shape: tuple[int, ...],
+                            conditioning: Conditioning, shape: tuple[int, int, int],
                             cancel: CancelToken | None = None) -> None:
         """On the CPU: the thread count for this model and size (cpu_threads.py), chosen
         before its first job's steps by timing a few throwaway ones (`cancel` is checked
@@ -383,17 +422,28 @@ class DiffusersBackend:
                     cancel.raise_if_cancelled()
                 return kwargs
 
-            pipe.scheduler = build_scheduler("Euler", self._scheduler_config, [0])
-            with warnings.catch_warnings():
-                quiet_known_warnings()
-                pipe(**conditioning.pipeline_kwargs(request.batch_size),
-                     latents=torch.zeros((request.batch_size, *shape), dtype=pipe.unet.dtype),
-                     num_inference_steps=THREAD_PROBE_STEPS, guidance_scale=request.cfg_scale,
-                     height=request.height, width=request.width, output_type="latent",
-                     callback_on_step_end=mark)
+            self._throwaway_steps(pipe, request, conditioning, shape, THREAD_PROBE_STEPS, mark)
             return min(b - a for a, b in itertools.pairwise(marks))  # step 1 also sets up
 
         self._cpu_threads.settle((loaded.path, shape, request.batch_size, guided), work, step_s)
+
+    def _throwaway_steps(self, pipe: Any, request: GenerationRequest,
+                         conditioning: Conditioning, shape: tuple[int, int, int], steps: int,
+                         on_step: Any = None) -> torch.Tensor:
+        """`steps` Euler steps from zero latents with the request's prompts, size, batch and
+        guidance — the job's UNet calls, shape for shape — for timing or compiling; returns
+        the latents."""
+        pipe.scheduler = build_scheduler("Euler", self._scheduler_config, [0])
+        with warnings.catch_warnings():
+            quiet_known_warnings()
+            output = pipe(**conditioning.pipeline_kwargs(request.batch_size),
+                          latents=torch.zeros((request.batch_size, *shape),
+                                              dtype=weights_dtype(pipe.unet),
+                                              device=execution_device(pipe)),
+                          num_inference_steps=steps, guidance_scale=request.cfg_scale,
+                          height=request.height, width=request.width, output_type="latent",
+                          callback_on_step_end=on_step)
+        return output.images  # type: ignore[no-any-return]
 
     @staticmethod
     def _denoise(pipe: Any, request: GenerationRequest, conditioning: Conditioning,

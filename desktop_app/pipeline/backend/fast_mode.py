@@ -3,8 +3,10 @@
 Everything here runs in the generation worker thread, on a pipeline that is already loaded. A
 first job at a new size pays a one-off compile (about 1–2 min for SD1.5 on a fast GPU; a
 `LoadUpdate` says so before it starts); the kernels land in `paths.cache_dir()/torch_compile`, so
-the next app start reuses them. When the toolchain is missing (no CUDA, no Triton, no C compiler,
-as in a frozen build) the model stays eager and `FastModeState.reason` says why.
+the next app start reuses them, and compiles such a size ahead while the model loads before its
+first job (`worth_compiling_ahead`, the backend's preload). When the toolchain is missing (no
+CUDA, no Triton, no C compiler, as in a frozen build) the model stays eager and
+`FastModeState.reason` says why.
 
 How the pieces fit the diffusers pipeline loop (`pipeline_stable_diffusion*.py`):
 * only `unet.forward` and `vae.decode` are replaced (instance attributes); the denoising loop and
@@ -221,6 +223,20 @@ def sync_fast_mode(loaded: HasPipe, enabled: bool, width: int, height: int, batc
     if state is not None and state.offloaded != has_offload_hooks(loaded.pipe):
         remove_fast_mode(loaded)
     return apply_fast_mode(loaded, width, height, batch, on_load)
+
+
+def worth_compiling_ahead(loaded: HasPipe, width: int, height: int, unet_batch: int) -> bool:
+    """Whether loading a model ahead of its job (the backend's preload) should also compile it
+    for that job's size: fast mode compiles on this pipeline, this process has not compiled the
+    size yet, and an earlier run did — so the compile cache holds its kernels and the compile
+    is the short re-trace (~15 s for SD1.5 on an H100), not the first one (1–2 min) for a size
+    the user may not even keep."""
+    state = _state_of(loaded.pipe)
+    if state is None or not state.active:
+        return False
+    size = (width, height, unet_batch)
+    return size not in state.compiled and fast_mode_cache.was_compiled(
+        state.cache_dir, state.arch_key, fast_mode_compile.UNET, size)
 
 
 def fast_mode_state(loaded: HasPipe) -> FastModeState | None:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _LIVE_CALLS: weakref.WeakSet[_CompiledCall] = weakref.WeakSet()  # for forget_compiled_code
+UNET = "UNet"  # the compiled calls' names, as the compile record and the notices have them
 
 
 def install_unet(unet: Any, state: FastModeState, config: FastModeConfig) -> None:
@@ -31,7 +32,7 @@ def install_unet(unet: Any, state: FastModeState, config: FastModeConfig) -> Non
 
     graphs = config.cuda_graphs and _is_cuda(unet)
     compiled = torch.compile(unet.forward, **compile_kwargs(config, graphs))
-    call = _CompiledCall("UNet", unet.forward, compiled, state, config.sdpa_backend,
+    call = _CompiledCall(UNET, unet.forward, compiled, state, config.sdpa_backend,
                          cuda_graphs=graphs)
 
     def forward(sample: Any, timestep: Any, *args: Any, return_dict: bool = True,
@@ -174,13 +175,13 @@ class _CompiledCall:
         cached = fast_mode_cache.was_compiled(self.state.cache_dir, self.state.arch_key,
                                               self.name, size)
         hint = "cached, about 10–30 s" if cached else "first time ~1–2 min"
-        self.state.notify(f"Compiling {self.name} for {width}×{height} ({hint})…", 0.0)
+        self.state.notify(f"Compiling {self.name} for {width}×{height} ({hint})", 0.0)
 
     def _finished(self, size: tuple[int, int, int], seconds: float) -> None:
         width, height, _ = size
         label = f"{self.name} {width}×{height}×{size[2]}"
         self.state.compile_seconds[label] = seconds
-        if self.name == "UNet":
+        if self.name == UNET:
             self.state.compiled.add(size)
         log.info("Fast mode: compiled %s in %.1f s", label, seconds)
         fast_mode_cache.record_compiled(self.state.cache_dir, self.state.arch_key, self.name, size)
@@ -196,7 +197,7 @@ class _CompiledCall:
         message = f"{type(root).__name__}: {text[0][:200]}" if text else type(root).__name__
         log.warning("Fast mode: compiling the %s failed; running it eager", self.name,
                     exc_info=exc)
-        if self.name == "UNet":
+        if self.name == UNET:
             self.state.active = False
         self.state.reason = f"Compiling the {self.name} failed ({message}); it runs normally."
         self.state.notify(f"Fast mode: {self.state.reason}", 1.0)
