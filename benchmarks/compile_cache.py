@@ -35,6 +35,15 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
+def notices_into(notices: list[str]) -> Any:
+    """An `on_load` callback that keeps each notice's text, leaving out the progress ticks a
+    running compile sends every second (fractions strictly between 0 and 1)."""
+    def keep(update: Any) -> None:
+        if not 0.0 < update.fraction < 1.0:
+            notices.append(update.stage)
+    return keep
+
+
 def cpu_config() -> Any:
     """Fast mode on the CPU: inductor's C++ backend, UNet only."""
     from desktop_app.pipeline.backend import fast_mode
@@ -72,7 +81,7 @@ def tiny_job(pipe: Any, steps: int = 3) -> float:
 
 def child() -> None:
     notices: list[str] = []
-    pipe, state = fast_tiny_pipeline(lambda update: notices.append(update.stage))
+    pipe, state = fast_tiny_pipeline(notices_into(notices))
     first = tiny_job(pipe)
     again = tiny_job(pipe)
     print(json.dumps({"first_job_s": round(first, 2), "second_job_s": round(again, 3),
@@ -97,11 +106,10 @@ def engine_child(folder: Path, ahead: bool) -> None:
     backend.fast_mode = True
     started = time.perf_counter()
     if ahead:
-        backend.preload(request, lambda update: notices.append(update.stage))
+        backend.preload(request, notices_into(notices))
     preload = time.perf_counter() - started
     started = time.perf_counter()
-    backend.generate(request, CancelToken(), lambda _update: None,
-                     lambda update: notices.append(update.stage))
+    backend.generate(request, CancelToken(), lambda _update: None, notices_into(notices))
     first = time.perf_counter() - started
     print(json.dumps({"preload_s": round(preload, 2), "first_job_s": round(first, 2),
                       "compile_s": state.compile_seconds, "notices": notices}))

@@ -451,6 +451,7 @@ def run_family(suite: Suite, family: str, tmp: Path) -> None:
 
 
 def run_fast(suite: Suite, runner: Runner, eager: dict[str, Any]) -> None:
+    from benchmarks.compile_cache import notices_into
     from desktop_app.pipeline.backend import fast_mode
 
     config = fast_mode.FastModeConfig(inductor_options=tuple(suite.args.inductor),
@@ -464,11 +465,11 @@ def run_fast(suite: Suite, runner: Runner, eager: dict[str, Any]) -> None:
                                           compile_vae=False, fp8=suite.args.fp8)
     notices: list[str] = []
     state = fast_mode.apply_fast_mode(runner.backend.loaded, runner.size, runner.size, 1,  # type: ignore[arg-type]
-                                      lambda u: notices.append(u.stage), config)
+                                      notices_into(notices), config)
     runner.backend.fast_mode = True  # the setting; each job keeps the state made above
     print(f"   fast mode: {state.reason}", flush=True)
     _reset_peak()
-    seconds, _ = runner.engine(seed=100, on_load=lambda u: notices.append(u.stage))  # compiles
+    seconds, _ = runner.engine(seed=100, on_load=notices_into(notices))  # compiles
     suite.cases.append(Case(runner.family, "engine fast: first image (compile)", [seconds],
                             runner.steps, _peak_gib(), {"notices": notices[:6],
                                                         "compile_s": state.compile_seconds}))

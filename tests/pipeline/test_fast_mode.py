@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,92 @@ def test_compiled_sizes_are_remembered_and_a_corrupt_record_is_ignored() -> None
     assert not fast_mode_cache.was_compiled(root, "arch", "UNet", (512, 512, 2))
     fast_mode_cache.record_compiled(root, "arch", "UNet", (512, 512, 2))  # rewrites it cleanly
     assert json.loads((root / "compiled.json").read_text())["version"] == 1
+
+
+def test_the_record_keeps_how_long_a_compile_from_the_cache_took() -> None:
+    root = fast_mode_cache.compile_cache_dir()
+    size = (512, 512, 2)
+    fast_mode_cache.record_compiled(root, "arch", "UNet", size)  # the first compile: not kept
+    assert fast_mode_cache.warm_seconds(root, "arch", "UNet", size) is None
+    fast_mode_cache.record_compiled(root, "arch", "UNet", size, 14.26)
+    assert fast_mode_cache.warm_seconds(root, "arch", "UNet", size) == 14.3
+    assert fast_mode_cache.warm_seconds(root, "arch", "VAE decode", size) is None
+    fast_mode_cache.record_compiled(root, "arch", "UNet", size)  # known: the time stays
+    assert fast_mode_cache.warm_seconds(root, "arch", "UNet", size) == 14.3
+    record = root / "compiled.json"
+    data = json.loads(record.read_text())
+    data["warm_seconds"] = {key: "soon" for key in data["warm_seconds"]}  # damaged by hand
+    record.write_text(json.dumps(data))
+    assert fast_mode_cache.warm_seconds(root, "arch", "UNet", size) is None
+    assert fast_mode_cache.was_compiled(root, "arch", "UNet", size)
+    del data["warm_seconds"]  # as the record was written before it kept times
+    record.write_text(json.dumps(data))
+    assert fast_mode_cache.was_compiled(root, "arch", "UNet", size)
+    assert fast_mode_cache.warm_seconds(root, "arch", "UNet", size) is None
+
+
+def _slow_compiled_call(state: Any, seconds: float, fail: bool = False) -> Any:
+    """A compiled call whose "compile" (its first call) sleeps `seconds` (then fails)."""
+    def compiled(x: Any) -> Any:
+        time.sleep(seconds)
+        if fail:
+            raise RuntimeError("no compiler")
+        return x
+
+    return fast_mode_compile._CompiledCall(fast_mode_compile.UNET, lambda x: x, compiled, state,
+                                           "auto", cuda_graphs=False)
+
+
+def test_a_compile_moves_the_progress_while_it_runs_and_stops_with_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fast_mode_compile, "COMPILE_TICK_S", 0.02)
+    updates: list[LoadUpdate] = []
+    call = _slow_compiled_call(fast_mode.FastModeState(on_load=updates.append), 0.3)
+    x = torch.zeros(1)
+    assert call((64, 64, 2), x) is x
+    start, *ticks, end = updates
+    assert (start.stage, start.fraction) == ("Compiling UNet for 64×64 (first time ~1–2 min)", 0)
+    assert end.stage.startswith("Compiled UNet for 64×64 in ") and end.fraction == 1.0
+    assert len(ticks) >= 2
+    assert all(t.stage.startswith(f"{start.stage}: ") and t.stage.endswith(" s") for t in ticks)
+    fractions = [t.fraction for t in ticks]
+    assert fractions == sorted(fractions) and fractions[0] > 0 and fractions[-1] < 0.01  # of 90 s
+    seen = len(updates)
+    call((64, 64, 2), x)  # compiled: nothing to report
+    time.sleep(0.1)
+    assert len(updates) == seen  # the ticking ended with the compile
+
+
+def test_compile_progress_holds_below_the_end_past_its_estimate_and_stops_on_failure(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fast_mode_compile, "COMPILE_TICK_S", 0.02)
+    monkeypatch.setitem(fast_mode_compile.EXPECTED_S, (fast_mode_compile.UNET, False), 0.05)
+    updates: list[LoadUpdate] = []
+    state = fast_mode.FastModeState(on_load=updates.append)
+    x = torch.zeros(1)
+    assert _slow_compiled_call(state, 0.3, fail=True)((64, 64, 2), x) is x  # eager
+    *ticks, failed = updates[1:]
+    assert max(t.fraction for t in ticks) == fast_mode_compile.MAX_TICK_FRACTION
+    assert failed.stage.startswith("Fast mode: Compiling the UNet failed (RuntimeError")
+    seen = len(updates)
+    time.sleep(0.1)
+    assert len(updates) == seen
+
+
+def test_a_compile_from_the_cache_is_announced_with_the_time_it_took_last(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    root = fast_mode_cache.compile_cache_dir()
+    updates: list[LoadUpdate] = []
+
+    def compile_in_a_new_run(seconds: float) -> str:
+        updates.clear()
+        state = fast_mode.FastModeState(on_load=updates.append, cache_dir=root, arch_key="a")
+        _slow_compiled_call(state, seconds)((64, 64, 2), torch.zeros(1))
+        return updates[0].stage
+
+    assert compile_in_a_new_run(0.0) == "Compiling UNet for 64×64 (first time ~1–2 min)"
+    assert compile_in_a_new_run(1.6) == "Compiling UNet for 64×64 (cached, about 20 s)"
+    assert compile_in_a_new_run(0.0) == "Compiling UNet for 64×64 (cached, about 2 s)"
 
 
 def test_missing_compiler_falls_back_to_eager_with_a_notice(
@@ -426,7 +513,7 @@ def test_a_preload_compiles_ahead_a_size_an_earlier_run_compiled(
     preloading: list[LoadUpdate] = []
     assert backend.preload(req, preloading.append) == backend.loaded.name
     stages = [u.stage for u in preloading]
-    assert "Compiling UNet for 64×64 (cached, about 10–30 s)" in stages
+    assert "Compiling UNet for 64×64 (cached, about 20 s)" in stages  # not timed here yet
     assert state.compiled == {(64, 64, 2)}
     graphs = counters["stats"]["unique_graphs"]
     loading: list[LoadUpdate] = []

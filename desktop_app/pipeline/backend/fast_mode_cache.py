@@ -10,7 +10,8 @@
   back at the first fast-mode use. Redundant with `inductor/` on one machine, but it survives a
   wiped temp dir or a moved cache and is what one would ship to another machine.
 * `compiled.json` — which (architecture, function, size) were compiled, so the progress message
-  can say "cached, about 10–30 s" instead of "first time ~1–2 min".
+  can say "cached, about 15 s" instead of "first time ~1–2 min", and how long the last compile
+  from the cache took (the re-trace), for the next one's progress.
 All of it is disposable: deleting the folder only costs a recompile.
 """
 
@@ -146,28 +147,50 @@ def was_compiled(root: Path | None, arch: str, name: str, size: tuple[int, int, 
     """Whether an earlier run compiled this function at this size (so the cache should hit)."""
     if root is None:
         return False
-    return _entry(arch, name, size) in _read_record(root)
+    return _entry(arch, name, size) in _read_record(root)[0]
 
 
-def record_compiled(root: Path | None, arch: str, name: str, size: tuple[int, int, int]) -> None:
-    """Remember that this (architecture, function, size) has been compiled."""
+def warm_seconds(root: Path | None, arch: str, name: str, size: tuple[int, int, int]
+                 ) -> float | None:
+    """How long the last compile of this function at this size took when the cache already
+    held it (a later run's re-trace), or None when that is not known."""
+    if root is None:
+        return None
+    return _read_record(root)[1].get(_entry(arch, name, size))
+
+
+def record_compiled(root: Path | None, arch: str, name: str, size: tuple[int, int, int],
+                    seconds_from_cache: float | None = None) -> None:
+    """Remember that this (architecture, function, size) has been compiled and, for a compile
+    that found it in the cache, how long that took."""
     if root is None:
         return
-    entries = _read_record(root)
+    entries, seconds = _read_record(root)
     entry = _entry(arch, name, size)
+    if entry in entries and seconds_from_cache is None:
+        return
     if entry not in entries:
         entries.append(entry)
-        atomic_write_text(_record_path(root), json.dumps({"version": 1, "compiled": entries},
-                                                         indent=1))
+    if seconds_from_cache is not None:
+        seconds[entry] = round(seconds_from_cache, 1)
+    atomic_write_text(_record_path(root), json.dumps(
+        {"version": 1, "compiled": entries, "warm_seconds": seconds}, indent=1))
 
 
-def _read_record(root: Path) -> list[str]:
+def _read_record(root: Path) -> tuple[list[str], dict[str, float]]:
+    """The compiled entries and the known re-trace seconds; empty when the file is missing or
+    unreadable (then the next record rewrites it)."""
     try:
         data = json.loads(_record_path(root).read_text(encoding="utf-8"))
-        entries = data.get("compiled", []) if isinstance(data, dict) else []
-        return [e for e in entries if isinstance(e, str)]
     except FileNotFoundError:
-        return []
+        return [], {}
     except (OSError, ValueError) as exc:
         log.warning("Ignoring unreadable %s: %s", _record_path(root), exc)
-        return []
+        return [], {}
+    if not isinstance(data, dict):
+        return [], {}
+    entries = data.get("compiled", [])
+    seconds = data.get("warm_seconds", {})
+    return ([e for e in entries if isinstance(e, str)] if isinstance(entries, list) else [],
+            {k: float(v) for k, v in seconds.items()
+             if isinstance(v, (int, float)) and v > 0} if isinstance(seconds, dict) else {})

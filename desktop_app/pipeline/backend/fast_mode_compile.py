@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 import weakref
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from desktop_app.pipeline import collector
@@ -25,6 +27,14 @@ log = logging.getLogger(__name__)
 
 _LIVE_CALLS: weakref.WeakSet[_CompiledCall] = weakref.WeakSet()  # for forget_compiled_code
 UNET = "UNet"  # the compiled calls' names, as the compile record and the notices have them
+VAE = "VAE decode"
+# While a compile runs (it blocks the worker for up to two minutes), a progress update this often.
+COMPILE_TICK_S = 1.0
+# What a compile takes when this machine has not timed it yet: (name, found in the cache) →
+# seconds. H100/H200 runs, 2026-11-26/27: UNet 55–67 s (SD1.5), 96–112 s (SDXL); VAE decode
+# 14–24 s; from the cache 15 s and 2 s (SD1.5).
+EXPECTED_S = {(UNET, False): 90.0, (UNET, True): 20.0, (VAE, False): 20.0, (VAE, True): 5.0}
+MAX_TICK_FRACTION = 0.95  # a compile running past its estimate holds here until it ends
 
 
 def install_unet(unet: Any, state: FastModeState, config: FastModeConfig) -> None:
@@ -71,7 +81,7 @@ def install_vae(vae: Any, state: FastModeState, config: FastModeConfig) -> None:
         return eager(z, return_dict=False)[0]
 
     compiled = torch.compile(decode_sample, **compile_kwargs(config, graphs))
-    call = _CompiledCall("VAE decode", decode_sample, compiled, state, config.sdpa_backend,
+    call = _CompiledCall(VAE, decode_sample, compiled, state, config.sdpa_backend,
                          cuda_graphs=graphs)
 
     def decode(z: Any, return_dict: bool = True, generator: Any = None) -> Any:
@@ -150,41 +160,51 @@ class _CompiledCall:
         if self.failed:
             return self.eager(*args, **kwargs)
         key = (size, *_signature(args), *_signature(kwargs.values()))
-        first = key not in self.seen
-        if first:
-            started = time.perf_counter()
-            self._announce(size)
+        progress = self._announce(size) if key not in self.seen else None
         try:
             if self.cuda_graphs:
                 torch.compiler.cudagraph_mark_step_begin()  # type: ignore[no-untyped-call]
             # A first call compiles: hundreds of thousands of new long-lived objects, so full
             # collections wait until it is done (collector.py: GUI stalls).
-            with (collector.long_lived_work() if first else contextlib.nullcontext()), \
+            compiling = progress is not None
+            with (collector.long_lived_work() if compiling else contextlib.nullcontext()), \
+                    (progress if compiling else contextlib.nullcontext()), \
                     _sdpa_context(self.sdpa_backend):
                 out = self.compiled(*args, **kwargs)
         except Exception as exc:
             self._fail(exc)
             return self.eager(*args, **kwargs)
-        if first:
+        if progress is not None:
             self.seen.add(key)
-            self._finished(size, time.perf_counter() - started)
+            self._finished(size, progress)
         return out
 
-    def _announce(self, size: tuple[int, int, int]) -> None:
+    def _announce(self, size: tuple[int, int, int]) -> _CompileProgress:
+        """Say that a compile starts and what it should take; the returned context keeps the
+        progress moving while it runs."""
         width, height, _ = size
-        cached = fast_mode_cache.was_compiled(self.state.cache_dir, self.state.arch_key,
-                                              self.name, size)
-        hint = "cached, about 10–30 s" if cached else "first time ~1–2 min"
-        self.state.notify(f"Compiling {self.name} for {width}×{height} ({hint})", 0.0)
+        state = self.state
+        cached = fast_mode_cache.was_compiled(state.cache_dir, state.arch_key, self.name, size)
+        known = fast_mode_cache.warm_seconds(state.cache_dir, state.arch_key, self.name, size)
+        expected = known if cached and known else EXPECTED_S.get((self.name, cached), 60.0)
+        if not cached and self.name == UNET:
+            hint = "first time ~1–2 min"
+        else:
+            hint = f"{'cached' if cached else 'first time'}, about {max(1, round(expected))} s"
+        stage = f"Compiling {self.name} for {width}×{height} ({hint})"
+        state.notify(stage, 0.0)
+        return _CompileProgress(state, stage, expected, cached)
 
-    def _finished(self, size: tuple[int, int, int], seconds: float) -> None:
+    def _finished(self, size: tuple[int, int, int], progress: _CompileProgress) -> None:
         width, height, _ = size
+        seconds = progress.seconds()
         label = f"{self.name} {width}×{height}×{size[2]}"
         self.state.compile_seconds[label] = seconds
         if self.name == UNET:
             self.state.compiled.add(size)
         log.info("Fast mode: compiled %s in %.1f s", label, seconds)
-        fast_mode_cache.record_compiled(self.state.cache_dir, self.state.arch_key, self.name, size)
+        fast_mode_cache.record_compiled(self.state.cache_dir, self.state.arch_key, self.name, size,
+                                        seconds if progress.cached else None)
         fast_mode_cache.save_mega_cache(self.state.cache_dir)
         self.state.notify(f"Compiled {self.name} for {width}×{height} in {seconds:.0f} s", 1.0)
 
@@ -201,6 +221,41 @@ class _CompiledCall:
             self.state.active = False
         self.state.reason = f"Compiling the {self.name} failed ({message}); it runs normally."
         self.state.notify(f"Fast mode: {self.state.reason}", 1.0)
+
+
+class _CompileProgress:
+    """The context a compile runs in: a daemon thread sends `stage` with the seconds so far
+    every COMPILE_TICK_S, as a fraction of `expected` (at most MAX_TICK_FRACTION), so that the
+    progress bar moves during a compile that blocks the worker for up to two minutes. Leaving
+    the context stops the thread before anything else is said (the end, or the failure)."""
+
+    def __init__(self, state: FastModeState, stage: str, expected: float, cached: bool) -> None:
+        self.state, self.stage, self.expected, self.cached = state, stage, expected, cached
+        self.started = time.perf_counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._tick, name="compile-progress", daemon=True)
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.started
+
+    def __enter__(self) -> _CompileProgress:
+        self._thread.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(COMPILE_TICK_S):
+            seconds = self.seconds()
+            try:
+                self.state.notify(f"{self.stage}: {seconds:.0f} s",
+                                  min(MAX_TICK_FRACTION, seconds / self.expected))
+            except Exception:  # a progress message must never end the compile's job
+                log.warning("Compile progress could not be reported", exc_info=True)
+                return
 
 
 def _signature(values: Any) -> tuple[Any, ...]:
