@@ -166,10 +166,11 @@ class _CompiledCall:
                 torch.compiler.cudagraph_mark_step_begin()  # type: ignore[no-untyped-call]
             # A first call compiles: hundreds of thousands of new long-lived objects, so full
             # collections wait until it is done (collector.py: GUI stalls).
-            compiling = progress is not None
-            with (collector.long_lived_work() if compiling else contextlib.nullcontext()), \
-                    (progress if compiling else contextlib.nullcontext()), \
-                    _sdpa_context(self.sdpa_backend):
+            with contextlib.ExitStack() as stack:
+                if progress is not None:
+                    stack.enter_context(collector.long_lived_work())
+                    stack.enter_context(progress)
+                stack.enter_context(_sdpa_context(self.sdpa_backend))
                 out = self.compiled(*args, **kwargs)
         except Exception as exc:
             self._fail(exc)
