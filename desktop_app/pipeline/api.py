@@ -242,10 +242,15 @@ class StepUpdate:
 
 @dataclass(frozen=True)
 class LoadUpdate:
-    """Progress while a model is being loaded (`fraction` 0..1, `stage` in words)."""
+    """Progress while a model is being loaded (`fraction` 0..1, `stage` in words).
+
+    `holds_cancel`: a step runs that cannot be interrupted (fast mode's compile, up to two
+    minutes): a cancel takes effect when it ends.
+    """
 
     stage: str
     fraction: float
+    holds_cancel: bool = False
 
 
 @dataclass(frozen=True)

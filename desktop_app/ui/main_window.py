@@ -74,6 +74,7 @@ class MainWindow(QMainWindow):
         self.theme = theme
         self._tracker = ProgressTracker()
         self._current_job: str | None = None
+        self._cancel_held = False  # the running job is in a step a cancel cannot interrupt
         self.setWindowTitle("Desktop App — Stable Diffusion studio")
         self.setObjectName("mainWindow")
         self.panel = ParameterPanel(parameters, provider)
@@ -320,7 +321,9 @@ class MainWindow(QMainWindow):
 
     def cancel(self) -> None:
         if self.controller.cancel():
-            self.center.status.setText("Cancelling…")
+            self.center.status.setText(
+                "Cancelling once the compile ends (it cannot be interrupted; it is kept for "
+                "later)…" if self._cancel_held else "Cancelling…")
 
     # -- controller → widgets -------------------------------------------------------------
     def _on_controller_backend_ready(self, device: DeviceInfo) -> None:
@@ -341,15 +344,18 @@ class MainWindow(QMainWindow):
 
     def _on_controller_job_started(self, job_id: str, request: GenerationRequest) -> None:
         self._current_job = job_id
+        self._cancel_held = False
         self._tracker.reset()
         self.center.set_progress(0.0, "Starting…")
         self.center.status.setText(f"Generating · seed {request.seed}")
         self.center.error_bar.hide()
 
     def _on_controller_load_progressed(self, _job_id: str, update: LoadUpdate) -> None:
+        self._cancel_held = update.holds_cancel
         self.center.set_progress(update.fraction, f"{update.stage}…")
 
     def _on_controller_progress_changed(self, _job_id: str, update: StepUpdate) -> None:
+        self._cancel_held = False  # steps: a cancel takes effect within one
         info = self._tracker.update(update.step, update.total, update.batch_index,
                                     update.batch_total)
         self.center.set_progress(info.fraction, info.text)

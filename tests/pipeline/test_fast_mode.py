@@ -155,6 +155,7 @@ def test_a_compile_moves_the_progress_while_it_runs_and_stops_with_it(
     start, *ticks, end = updates
     assert (start.stage, start.fraction) == ("Compiling UNet for 64×64 (first time ~1–2 min)", 0)
     assert end.stage.startswith("Compiled UNet for 64×64 in ") and end.fraction == 1.0
+    assert start.holds_cancel and all(t.holds_cancel for t in ticks) and not end.holds_cancel
     assert len(ticks) >= 2
     assert all(t.stage.startswith(f"{start.stage}: ") and t.stage.endswith(" s") for t in ticks)
     fractions = [t.fraction for t in ticks]

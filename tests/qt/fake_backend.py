@@ -47,6 +47,7 @@ class FakeBackend:
     oom_at_step: raise an out-of-memory error when this step starts.
     gate: when set, each step waits for it (lets tests hold a job mid-run).
     preload_failure: raised by `preload` (api.SupportsPreload) instead of "loading".
+    load_updates: what each job reports while "loading" (default: one "Loading fake model").
     calls: "preload" / "generate" in the order they happened.
     """
 
@@ -62,6 +63,8 @@ class FakeBackend:
     preload_failure: BaseException | None = None
     preloaded: list[tuple[GenerationRequest, bool]] = field(default_factory=list)  # + fast mode
     calls: list[str] = field(default_factory=list)
+    load_updates: list[LoadUpdate] = field(
+        default_factory=lambda: [LoadUpdate("Loading fake model", 1.0)])
 
     def device_info(self) -> DeviceInfo:
         return DeviceInfo("cpu", "Fake CPU device", "float32", 8 * 2**30)
@@ -74,7 +77,8 @@ class FakeBackend:
         self.threads.add(threading.get_ident())
         started = time.perf_counter()
         if on_load is not None:
-            on_load(LoadUpdate("Loading fake model", 1.0))
+            for update in self.load_updates:
+                on_load(update)
         images = []
         for batch in range(request.batch_count):
             for step in range(1, request.steps + 1):

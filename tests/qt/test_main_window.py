@@ -66,6 +66,36 @@ def test_esc_cancels_a_running_job_shows_cancelled_and_the_next_run_works(
     assert window.preview.has_image()
 
 
+def test_cancel_during_a_compile_says_it_waits_for_the_compile(
+        qtbot: QtBot, window: MainWindow, fake_backend: FakeBackend) -> None:
+    """Fast mode's compile cannot be interrupted: the window says the cancel comes after it;
+    once steps run again, a cancel is the ordinary one."""
+    from desktop_app.pipeline.api import LoadUpdate
+
+    compiling = "Compiling UNet for 64×64 (first time ~1–2 min)"
+    fake_backend.load_updates = [LoadUpdate(compiling, 0.0, holds_cancel=True),
+                                 LoadUpdate(f"{compiling}: 1 s", 0.01, holds_cancel=True)]
+    fake_backend.gate = threading.Event()  # the "compile" holds the job at its first step
+    window.parameters.set_value("steps", 3)
+    _type_prompt(qtbot, window, "compiles")
+    with qtbot.waitSignal(window.controller.load_progressed, timeout=10_000,
+                          check_params_cb=lambda _job, update: update.stage.endswith("1 s")):
+        _press_generate(qtbot, window)
+    assert window.progress_bar.text() == f"{compiling}: 1 s…"
+    with qtbot.waitSignal(window.controller.job_cancelled, timeout=5_000):
+        window.cancel()
+        assert window.status_label.text().startswith("Cancelling once the compile ends")
+        fake_backend.gate.set()
+    fake_backend.gate = None
+    fake_backend.load_updates = [LoadUpdate("Compiled UNet for 64×64 in 60 s", 1.0)]
+    fake_backend.step_seconds = 0.05
+    window.parameters.set_value("steps", 100)
+    with qtbot.waitSignal(window.controller.progress_changed, timeout=10_000):
+        _press_generate(qtbot, window)
+    with qtbot.waitSignal(window.controller.job_cancelled, timeout=5_000):
+        window.cancel()
+        assert window.status_label.text() == "Cancelling…"
+
 def test_failure_at_step_3_shows_an_inline_error_and_the_next_run_works(
         qtbot: QtBot, window: MainWindow, fake_backend: FakeBackend) -> None:
     fake_backend.fail_at_step = 3

@@ -105,9 +105,9 @@ class FastModeState:
     restore: list[Any] = field(default_factory=list, repr=False)
     wrapped: list[tuple[Any, str]] = field(default_factory=list, repr=False)  # (module, attr)
 
-    def notify(self, stage: str, fraction: float) -> None:
+    def notify(self, stage: str, fraction: float, *, holds_cancel: bool = False) -> None:
         if self.on_load is not None:
-            self.on_load(LoadUpdate(stage, fraction))
+            self.on_load(LoadUpdate(stage, fraction, holds_cancel))
 
 
 # The state lives on the pipeline object itself: its undo closures refer to the pipeline, so a

@@ -193,7 +193,7 @@ class _CompiledCall:
         else:
             hint = f"{'cached' if cached else 'first time'}, about {max(1, round(expected))} s"
         stage = f"Compiling {self.name} for {width}×{height} ({hint})"
-        state.notify(stage, 0.0)
+        state.notify(stage, 0.0, holds_cancel=True)
         return _CompileProgress(state, stage, expected, cached)
 
     def _finished(self, size: tuple[int, int, int], progress: _CompileProgress) -> None:
@@ -253,7 +253,8 @@ class _CompileProgress:
             seconds = self.seconds()
             try:
                 self.state.notify(f"{self.stage}: {seconds:.0f} s",
-                                  min(MAX_TICK_FRACTION, seconds / self.expected))
+                                  min(MAX_TICK_FRACTION, seconds / self.expected),
+                                  holds_cancel=True)
             except Exception:  # a progress message must never end the compile's job
                 log.warning("Compile progress could not be reported", exc_info=True)
                 return
