@@ -111,6 +111,16 @@ def test_compiled_sizes_are_remembered_and_a_corrupt_record_is_ignored() -> None
     assert json.loads((root / "compiled.json").read_text())["version"] == 1
 
 
+def test_a_longer_prompt_is_its_own_entry_and_one_chunk_reads_records_made_before() -> None:
+    root = fast_mode_cache.compile_cache_dir()
+    fast_mode_cache.record_compiled(root, "arch", "UNet", (512, 512, 2))  # as records were
+    assert fast_mode_cache.was_compiled(root, "arch", "UNet", (512, 512, 2, 77))
+    assert not fast_mode_cache.was_compiled(root, "arch", "UNet", (512, 512, 2, 154))
+    fast_mode_cache.record_compiled(root, "arch", "UNet", (512, 512, 2, 154))
+    assert fast_mode_cache.was_compiled(root, "arch", "UNet", (512, 512, 2, 154))
+    assert not fast_mode_cache.was_compiled(root, "arch", "UNet", (512, 512, 2, 231))
+
+
 def test_the_record_keeps_how_long_a_compile_from_the_cache_took() -> None:
     root = fast_mode_cache.compile_cache_dir()
     size = (512, 512, 2)
@@ -246,7 +256,7 @@ def test_traced_fast_mode_matches_eager_and_reports_each_step(loaded: Loaded) ->
     assert steps == eager_steps
     np.testing.assert_allclose(after, before, atol=1e-4)
     assert [u.stage for u in updates][:1] == ["Compiling UNet for 64×64 (first time ~1–2 min)"]
-    assert (64, 64, 2) in state.compiled
+    assert (64, 64, 2, 77) in state.compiled
     updates.clear()
     generate(loaded.pipe, seed=8)
     assert updates == []  # same shapes: no second compile
@@ -260,7 +270,7 @@ def test_a_new_size_is_compiled_separately_and_announced(loaded: Loaded) -> None
     updates.clear()
     generate(loaded.pipe, size=96)
     assert updates[0].stage.startswith("Compiling UNet for 96×96")
-    assert {(64, 64, 2), (96, 96, 2)} <= state.compiled
+    assert {(64, 64, 2, 77), (96, 96, 2, 77)} <= state.compiled
 
 
 def test_cancel_stops_within_one_step_in_fast_mode(loaded: Loaded) -> None:
@@ -346,13 +356,13 @@ def test_another_model_announces_its_recompile_after_fast_mode_is_removed_from_o
     state = apply_fast_mode(second, 64, 64, 1, updates.append, CPU_TRACE)
     generate(first.pipe)
     generate(second.pipe)
-    assert (64, 64, 2) in state.compiled
+    assert (64, 64, 2, 77) in state.compiled
     fast_mode.remove_fast_mode(first)
     assert state.compiled == set()
     updates.clear()
     generate(second.pipe)
     assert updates and updates[0].stage.startswith("Compiling UNet for 64×64")
-    assert (64, 64, 2) in state.compiled
+    assert (64, 64, 2, 77) in state.compiled
 
 
 def test_cudnn_autotuning_is_switched_on_and_restored_with_fast_mode() -> None:
@@ -493,7 +503,7 @@ def _fast_backend_after_a_compiled_job(tmp_path: Path, req: Any) -> tuple[Any, A
     fast_mode.remove_fast_mode(backend.loaded)  # …and again, with a config that compiles here
     state = apply_fast_mode(backend.loaded, 64, 64, 1, None, CPU_TRACE)
     first, _ = run(backend, req)
-    assert (64, 64, 2) in state.compiled
+    assert (64, 64, 2, 77) in state.compiled
     torch._dynamo.reset()  # what a new process starts from: the record, no compiled code
     fast_mode_compile.forget_compiled_code()
     assert not state.compiled
@@ -515,13 +525,39 @@ def test_a_preload_compiles_ahead_a_size_an_earlier_run_compiled(
     assert backend.preload(req, preloading.append) == backend.loaded.name
     stages = [u.stage for u in preloading]
     assert "Compiling UNet for 64×64 (cached, about 20 s)" in stages  # not timed here yet
-    assert state.compiled == {(64, 64, 2)}
+    assert state.compiled == {(64, 64, 2, 77)}
     graphs = counters["stats"]["unique_graphs"]
     loading: list[LoadUpdate] = []
     result = backend.generate(req, CancelToken(), lambda _update: None, loading.append)
     assert counters["stats"]["unique_graphs"] == graphs  # nothing traced or compiled again
     assert not [u.stage for u in loading if u.stage.startswith("Compiling")]
     assert np.array_equal(images_of(result)[0], images_of(first)[0])
+
+
+def test_a_longer_prompt_compiles_its_own_shape_says_so_and_is_compiled_ahead_later(
+        tmp_path: Path, tiny_sd15_file: Path, tiny_sd15_config: Path) -> None:
+    """Past 75 tokens the prompt's embeddings are 154 long: another UNet shape, compiled once
+    and announced with the prompt length (the token counter's "…/150"); a later run's preload
+    compiles exactly that shape ahead."""
+    from desktop_app.pipeline.api import CancelToken
+    from tests.pipeline.engine_helpers import request
+
+    short = request(tiny_sd15_file, tiny_sd15_config)
+    backend, state, _ = _fast_backend_after_a_compiled_job(tmp_path, short)
+    long = short.replace(prompt=", ".join(["a red cat on a blue chair"] * 14))  # ~97 tokens
+    loading: list[LoadUpdate] = []
+    backend.generate(long, CancelToken(), lambda _update: None, loading.append)
+    assert loading[0].stage == ("Compiling UNet for 64×64 and prompts of up to 150 tokens "
+                                "(first time ~1–2 min)")
+    assert loading[-1].stage.startswith("Compiled UNet for 64×64 and prompts of up to 150 ")
+    assert state.compiled == {(64, 64, 2, 154)}
+    torch._dynamo.reset()  # a new run: its preload for the long prompt compiles that shape
+    fast_mode_compile.forget_compiled_code()
+    preloading: list[LoadUpdate] = []
+    backend.preload(long, preloading.append)
+    assert preloading[0].stage.startswith("Compiling UNet for 64×64 and prompts of up to 150 "
+                                          "tokens (cached")
+    assert state.compiled == {(64, 64, 2, 154)}
 
 
 def test_a_preload_leaves_a_size_no_run_compiled_to_the_job(
@@ -641,7 +677,7 @@ def test_fp8_linears_trace_into_one_graph(loaded: Loaded) -> None:
     traced = FastModeConfig(require_cuda=False, backend="aot_eager", compile_vae=False, fp8=True)
     state = apply_fast_mode(loaded, 64, 64, 1, None, traced)
     compiled_fp8, _ = generate(loaded.pipe)
-    assert state.active and (64, 64, 2) in state.compiled  # fullgraph: no graph break
+    assert state.active and (64, 64, 2, 77) in state.compiled  # fullgraph: no graph break
     np.testing.assert_allclose(compiled_fp8, eager_fp8, atol=1e-4)
 
 

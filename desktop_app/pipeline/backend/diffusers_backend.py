@@ -381,7 +381,8 @@ class DiffusersBackend:
         model is loaded, and the job compiles (or fails, with its message) as it would have."""
         guided = request.cfg_scale > 1  # classifier-free guidance doubles the UNet's batch
         unet_batch = request.batch_size * (2 if guided else 1)
-        if not worth_compiling_ahead(loaded, request.width, request.height, unet_batch):
+        tokens = int(conditioning.prompt_embeds.shape[1])
+        if not worth_compiling_ahead(loaded, request.width, request.height, unet_batch, tokens):
             return
         started = time.perf_counter()
         try:

@@ -87,14 +87,14 @@ class FastModeState:
     """What fast mode did to one loaded pipeline. Lives in the worker thread with the pipeline.
 
     `active` is True when compiled calls are installed; `reason` says in words what runs (or why
-    the model stays eager). `compiled` holds the sizes compiled in this process as
-    (width, height, unet_batch) and `compile_seconds` how long each took.
+    the model stays eager). `compiled` holds the UNet shapes compiled in this process as
+    (width, height, unet_batch, prompt tokens) and `compile_seconds` how long each took.
     """
 
     active: bool = False
     reason: str = ""
     applied: list[str] = field(default_factory=list)
-    compiled: set[tuple[int, int, int]] = field(default_factory=set)
+    compiled: set[tuple[int, ...]] = field(default_factory=set)
     compile_seconds: dict[str, float] = field(default_factory=dict)
     cache_dir: Path | None = None
     preview_interval_s: float = 0.0
@@ -203,7 +203,7 @@ def apply_fast_mode(
         _set_state(pipe, state)
         _prepare(pipe, state, config or FastModeConfig())
     state.on_load = on_load
-    if state.active and (width, height, 2 * batch) not in state.compiled:
+    if state.active and not any(s[:3] == (width, height, 2 * batch) for s in state.compiled):
         log.info("Fast mode: %d×%d×%d not compiled yet in this run", width, height, batch)
     return state
 
@@ -225,16 +225,17 @@ def sync_fast_mode(loaded: HasPipe, enabled: bool, width: int, height: int, batc
     return apply_fast_mode(loaded, width, height, batch, on_load)
 
 
-def worth_compiling_ahead(loaded: HasPipe, width: int, height: int, unet_batch: int) -> bool:
+def worth_compiling_ahead(loaded: HasPipe, width: int, height: int, unet_batch: int,
+                          tokens: int) -> bool:
     """Whether loading a model ahead of its job (the backend's preload) should also compile it
-    for that job's size: fast mode compiles on this pipeline, this process has not compiled the
-    size yet, and an earlier run did — so the compile cache holds its kernels and the compile
-    is the short re-trace (~15 s for SD1.5 on an H100), not the first one (1–2 min) for a size
-    the user may not even keep."""
+    for that job's shape (size, UNet batch, prompt length in tokens): fast mode compiles on
+    this pipeline, this process has not compiled the shape yet, and an earlier run did — so
+    the compile cache holds its kernels and the compile is the short re-trace (~15 s for SD1.5
+    on an H100), not the first one (1–2 min) for a shape the user may not even keep."""
     state = _state_of(loaded.pipe)
     if state is None or not state.active:
         return False
-    size = (width, height, unet_batch)
+    size = (width, height, unet_batch, tokens)
     return size not in state.compiled and fast_mode_cache.was_compiled(
         state.cache_dir, state.arch_key, fast_mode_compile.UNET, size)
 

@@ -139,18 +139,22 @@ def _record_path(root: Path) -> Path:
     return root / "compiled.json"
 
 
-def _entry(arch: str, name: str, size: tuple[int, int, int]) -> str:
-    return f"{env_tag()}|{arch}|{name}|{size[0]}x{size[1]}x{size[2]}"
+def _entry(arch: str, name: str, size: tuple[int, ...]) -> str:
+    """One line of the record. `size` is (width, height, batch), for the UNet followed by the
+    prompt's length in tokens; the usual 77 (one chunk) is left out, as records before it
+    was kept have it."""
+    extra = "".join(f"x{tokens}t" for tokens in size[3:] if tokens != 77)
+    return f"{env_tag()}|{arch}|{name}|{size[0]}x{size[1]}x{size[2]}{extra}"
 
 
-def was_compiled(root: Path | None, arch: str, name: str, size: tuple[int, int, int]) -> bool:
+def was_compiled(root: Path | None, arch: str, name: str, size: tuple[int, ...]) -> bool:
     """Whether an earlier run compiled this function at this size (so the cache should hit)."""
     if root is None:
         return False
     return _entry(arch, name, size) in _read_record(root)[0]
 
 
-def warm_seconds(root: Path | None, arch: str, name: str, size: tuple[int, int, int]
+def warm_seconds(root: Path | None, arch: str, name: str, size: tuple[int, ...]
                  ) -> float | None:
     """How long the last compile of this function at this size took when the cache already
     held it (a later run's re-trace), or None when that is not known."""
@@ -159,7 +163,7 @@ def warm_seconds(root: Path | None, arch: str, name: str, size: tuple[int, int, 
     return _read_record(root)[1].get(_entry(arch, name, size))
 
 
-def record_compiled(root: Path | None, arch: str, name: str, size: tuple[int, int, int],
+def record_compiled(root: Path | None, arch: str, name: str, size: tuple[int, ...],
                     seconds_from_cache: float | None = None) -> None:
     """Remember that this (architecture, function, size) has been compiled and, for a compile
     that found it in the cache, how long that took."""

@@ -35,6 +35,11 @@ COMPILE_TICK_S = 1.0
 # 14–24 s; from the cache 15 s and 2 s (SD1.5).
 EXPECTED_S = {(UNET, False): 90.0, (UNET, True): 20.0, (VAE, False): 20.0, (VAE, True): 5.0}
 MAX_TICK_FRACTION = 0.95  # a compile running past its estimate holds here until it ends
+PROMPT_WINDOW = 77  # tokens per 75-token prompt chunk with its BOS and EOS (text_encoding.py)
+
+# What one compile is for: (width, height, batch) for the VAE decode, and for the UNet also the
+# prompt embeddings' length in tokens (77 per 75-token chunk: a longer prompt is a new shape).
+Shape = tuple[int, ...]
 
 
 def install_unet(unet: Any, state: FastModeState, config: FastModeConfig) -> None:
@@ -48,7 +53,9 @@ def install_unet(unet: Any, state: FastModeState, config: FastModeConfig) -> Non
     def forward(sample: Any, timestep: Any, *args: Any, return_dict: bool = True,
                 **kwargs: Any) -> Any:
         timestep = _timestep_tensor(timestep, sample)
-        out = call((sample.shape[-1] * 8, sample.shape[-2] * 8, sample.shape[0]),
+        text = kwargs.get("encoder_hidden_states", args[0] if args else None)
+        tokens = int(text.shape[1]) if torch.is_tensor(text) and text.dim() == 3 else 0
+        out = call((sample.shape[-1] * 8, sample.shape[-2] * 8, sample.shape[0], tokens),
                    sample, timestep, *args, return_dict=False, **kwargs)
         noise = out[0].clone() if call.cuda_graphs else out[0]
         if not return_dict:
@@ -154,7 +161,7 @@ class _CompiledCall:
         self.failed = False
         _LIVE_CALLS.add(self)
 
-    def __call__(self, size: tuple[int, int, int], *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, size: Shape, *args: Any, **kwargs: Any) -> Any:
         import torch
 
         if self.failed:
@@ -180,10 +187,9 @@ class _CompiledCall:
             self._finished(size, progress)
         return out
 
-    def _announce(self, size: tuple[int, int, int]) -> _CompileProgress:
+    def _announce(self, size: Shape) -> _CompileProgress:
         """Say that a compile starts and what it should take; the returned context keeps the
         progress moving while it runs."""
-        width, height, _ = size
         state = self.state
         cached = fast_mode_cache.was_compiled(state.cache_dir, state.arch_key, self.name, size)
         known = fast_mode_cache.warm_seconds(state.cache_dir, state.arch_key, self.name, size)
@@ -192,14 +198,13 @@ class _CompiledCall:
             hint = "first time ~1–2 min"
         else:
             hint = f"{'cached' if cached else 'first time'}, about {max(1, round(expected))} s"
-        stage = f"Compiling {self.name} for {width}×{height} ({hint})"
+        stage = f"Compiling {self.name} for {_for(size)} ({hint})"
         state.notify(stage, 0.0, holds_cancel=True)
         return _CompileProgress(state, stage, expected, cached)
 
-    def _finished(self, size: tuple[int, int, int], progress: _CompileProgress) -> None:
-        width, height, _ = size
+    def _finished(self, size: Shape, progress: _CompileProgress) -> None:
         seconds = progress.seconds()
-        label = f"{self.name} {width}×{height}×{size[2]}"
+        label = f"{self.name} {size[0]}×{size[1]}×{size[2]}{_longer_prompt(size, ', ')}"
         self.state.compile_seconds[label] = seconds
         if self.name == UNET:
             self.state.compiled.add(size)
@@ -207,7 +212,7 @@ class _CompiledCall:
         fast_mode_cache.record_compiled(self.state.cache_dir, self.state.arch_key, self.name, size,
                                         seconds if progress.cached else None)
         fast_mode_cache.save_mega_cache(self.state.cache_dir)
-        self.state.notify(f"Compiled {self.name} for {width}×{height} in {seconds:.0f} s", 1.0)
+        self.state.notify(f"Compiled {self.name} for {_for(size)} in {seconds:.0f} s", 1.0)
 
     def _fail(self, exc: Exception) -> None:
         self.failed = True
@@ -222,6 +227,19 @@ class _CompiledCall:
             self.state.active = False
         self.state.reason = f"Compiling the {self.name} failed ({message}); it runs normally."
         self.state.notify(f"Fast mode: {self.state.reason}", 1.0)
+
+
+def _for(size: Shape) -> str:
+    """"512×512", or "512×512 and prompts of up to 150 tokens" for a longer prompt's shape
+    (the number the prompt editor's token counter shows)."""
+    return f"{size[0]}×{size[1]}{_longer_prompt(size, ' and ')}"
+
+
+def _longer_prompt(size: Shape, joint: str) -> str:
+    tokens = size[3] if len(size) > 3 else 0
+    if tokens <= PROMPT_WINDOW:
+        return ""
+    return f"{joint}prompts of up to {tokens // PROMPT_WINDOW * (PROMPT_WINDOW - 2)} tokens"
 
 
 class _CompileProgress:
