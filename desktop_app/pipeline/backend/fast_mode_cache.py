@@ -28,11 +28,13 @@ from typing import Any
 
 from desktop_app import paths
 from desktop_app.fileio import atomic_write_bytes, atomic_write_text
+from desktop_app.pipeline.tokens import CHUNK_LENGTH
 
 log = logging.getLogger(__name__)
 
 DIR_NAME = "torch_compile"
 MAX_MEGA_FILES = 8
+PROMPT_WINDOW = CHUNK_LENGTH + 2  # a prompt chunk's embeddings: 75 tokens, BOS and EOS
 _SESSION = uuid.uuid4().hex[:12]
 _mega_loaded: set[Path] = set()
 
@@ -141,9 +143,9 @@ def _record_path(root: Path) -> Path:
 
 def _entry(arch: str, name: str, size: tuple[int, ...]) -> str:
     """One line of the record. `size` is (width, height, batch), for the UNet followed by the
-    prompt's length in tokens; the usual 77 (one chunk) is left out, as records before it
-    was kept have it."""
-    extra = "".join(f"x{tokens}t" for tokens in size[3:] if tokens != 77)
+    prompt embeddings' length in tokens; one window's (77) is left out, so that records written
+    before the length was kept still match."""
+    extra = "".join(f"x{tokens}t" for tokens in size[3:] if tokens != PROMPT_WINDOW)
     return f"{env_tag()}|{arch}|{name}|{size[0]}x{size[1]}x{size[2]}{extra}"
 
 

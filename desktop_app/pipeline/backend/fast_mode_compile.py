@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from desktop_app.pipeline import collector
 from desktop_app.pipeline.backend import fast_mode_cache
+from desktop_app.pipeline.backend.fast_mode_cache import PROMPT_WINDOW
 from desktop_app.pipeline.backend.memory import weights_dtype
+from desktop_app.pipeline.tokens import CHUNK_LENGTH
 
 if TYPE_CHECKING:
     from desktop_app.pipeline.backend.fast_mode import FastModeConfig, FastModeState
@@ -35,7 +37,6 @@ COMPILE_TICK_S = 1.0
 # 14–24 s; from the cache 15 s and 2 s (SD1.5).
 EXPECTED_S = {(UNET, False): 90.0, (UNET, True): 20.0, (VAE, False): 20.0, (VAE, True): 5.0}
 MAX_TICK_FRACTION = 0.95  # a compile running past its estimate holds here until it ends
-PROMPT_WINDOW = 77  # tokens per 75-token prompt chunk with its BOS and EOS (text_encoding.py)
 
 # What one compile is for: (width, height, batch) for the VAE decode, and for the UNet also the
 # prompt embeddings' length in tokens (77 per 75-token chunk: a longer prompt is a new shape).
@@ -239,7 +240,7 @@ def _longer_prompt(size: Shape, joint: str) -> str:
     tokens = size[3] if len(size) > 3 else 0
     if tokens <= PROMPT_WINDOW:
         return ""
-    return f"{joint}prompts of up to {tokens // PROMPT_WINDOW * (PROMPT_WINDOW - 2)} tokens"
+    return f"{joint}prompts of up to {tokens // PROMPT_WINDOW * CHUNK_LENGTH} tokens"
 
 
 class _CompileProgress:
