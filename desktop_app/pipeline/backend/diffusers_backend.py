@@ -51,7 +51,7 @@ from desktop_app.pipeline.backend.memory import (
     weights_dtype,
 )
 from desktop_app.pipeline.backend.model_cache import ModelSwitcher
-from desktop_app.pipeline.backend.noise import BatchNoise, batch_noise
+from desktop_app.pipeline.backend.noise import batch_noise
 from desktop_app.pipeline.backend.previews import PreviewCosts, StepCapture, to_preview
 from desktop_app.pipeline.backend.samplers import build_scheduler, quiet_known_warnings
 from desktop_app.pipeline.backend.text_encoding import Conditioning, PromptCache
@@ -345,7 +345,8 @@ class DiffusersBackend:
                                          self._previewer, batch, request.batch_count,
                                          self._preview_interval_s, self._final_preview,
                                          self._preview_costs)
-                latents = self._denoise(pipe, request, conditioning, noise, reporter)
+                latents = self._denoise(pipe, request, conditioning, noise.latents,
+                                        request.steps, reporter, noise.generators)
                 decoded = decode_latents(pipe, latents)
                 pipe.maybe_free_model_hooks()
                 saving += [self._save(loaded, request, first + offset, image)
@@ -435,21 +436,16 @@ class DiffusersBackend:
         guidance — the job's UNet calls, shape for shape — for timing or compiling; returns
         the latents."""
         pipe.scheduler = build_scheduler("Euler", self._scheduler_config, [0])
-        with warnings.catch_warnings():
-            quiet_known_warnings()
-            output = pipe(**conditioning.pipeline_kwargs(request.batch_size),
-                          latents=torch.zeros((request.batch_size, *shape),
-                                              dtype=weights_dtype(pipe.unet),
-                                              device=execution_device(pipe)),
-                          num_inference_steps=steps, guidance_scale=request.cfg_scale,
-                          height=request.height, width=request.width, output_type="latent",
-                          callback_on_step_end=on_step)
-        return output.images  # type: ignore[no-any-return]
+        return self._denoise(pipe, request, conditioning,
+                             torch.zeros((request.batch_size, *shape)), steps, on_step)
 
     @staticmethod
     def _denoise(pipe: Any, request: GenerationRequest, conditioning: Conditioning,
-                 noise: BatchNoise, reporter: _StepReporter) -> torch.Tensor:
-        """The denoising loop of one pipeline call; returns latents (no VAE decode).
+                 latents: torch.Tensor, steps: int, on_step: Any,
+                 generators: list[torch.Generator] | None = None) -> torch.Tensor:
+        """The denoising loop of one pipeline call from `latents`; returns latents (no VAE
+        decode). A job's batches and the throwaway steps (CPU thread timing, fast mode's
+        compile ahead) all call the pipeline here, so what is compiled ahead is the job's call.
 
         Known harmless library warnings are silenced with `warnings.catch_warnings` (a class,
         not a `contextlib.contextmanager`: those cannot re-raise the frozen UserError).
@@ -460,14 +456,14 @@ class DiffusersBackend:
                 quiet_known_warnings()
                 output = pipe(
                     **conditioning.pipeline_kwargs(request.batch_size),
-                    latents=noise.latents.to(device=device, dtype=dtype),
-                    generator=noise.generators,
-                    num_inference_steps=request.steps,
+                    latents=latents.to(device=device, dtype=dtype),
+                    generator=generators,
+                    num_inference_steps=steps,
                     guidance_scale=request.cfg_scale,
                     height=request.height,
                     width=request.width,
                     output_type="latent",
-                    callback_on_step_end=reporter,
+                    callback_on_step_end=on_step,
                 )
         except BaseException:
             pipe.maybe_free_model_hooks()  # skipped by the pipeline when a callback raises
