@@ -192,6 +192,24 @@ def test_compile_progress_holds_below_the_end_past_its_estimate_and_stops_on_fai
     assert len(updates) == seen
 
 
+def test_a_progress_report_that_fails_ends_the_ticking_not_the_compile(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(fast_mode_compile, "COMPILE_TICK_S", 0.02)
+    stages: list[str] = []
+
+    def report(update: LoadUpdate) -> None:
+        if 0 < update.fraction < 1:
+            raise RuntimeError("the window is gone")
+        stages.append(update.stage)
+
+    x = torch.zeros(1)
+    call = _slow_compiled_call(fast_mode.FastModeState(on_load=report), 0.2)
+    assert call((64, 64, 2), x) is x  # compiled, not the eager fallback
+    assert not call.failed
+    assert stages[-1].startswith("Compiled UNet for 64×64 in ")
+    assert caplog.text.count("Compile progress could not be reported") == 1
+
+
 def test_a_compile_from_the_cache_is_announced_with_the_time_it_took_last(
         monkeypatch: pytest.MonkeyPatch) -> None:
     root = fast_mode_cache.compile_cache_dir()
