@@ -25,6 +25,7 @@ from desktop_app.library.hashing import short_hash
 from desktop_app.pipeline.api import GenerationRequest, join_sampler_name, split_sampler_name
 
 if TYPE_CHECKING:
+    import numpy as np
     from PIL import Image
 
 SCHEMA_VERSION = 1
@@ -352,8 +353,8 @@ def metadata_chunks(meta: ImageMetadata) -> list[tuple[bytes, bytes]]:
                                   compress=True)]
 
 
-def save_png(image: Image.Image, path: Path, meta: ImageMetadata, *, fast: bool = False
-             ) -> Path:
+def save_png(image: Image.Image, path: Path, meta: ImageMetadata, *, fast: bool = False,
+             scanlines: np.ndarray | None = None) -> Path:
     """Write `image` with its metadata to `path` atomically and durably.
 
     The bytes go to a hidden temp file in the same folder, are flushed and fsynced, then
@@ -362,7 +363,8 @@ def save_png(image: Image.Image, path: Path, meta: ImageMetadata, *, fast: bool 
     by `storage.new_image_path`, also when the write fails. Returns `path`. The PNG is encoded
     on several cores (`png_encode`, zlib level 4 as before: the same file size as Pillow's;
     with `fast`, ISA-L: ~10× less deflate time, 3–8 % larger); images in other modes than L,
-    RGB and RGBA are converted to RGB(A) first.
+    RGB and RGBA are converted to RGB(A) first. `scanlines`: the image's rows already
+    filtered for PNG (by the GPU that decoded it; `png_encode.encode`).
     """
     from desktop_app.gallery import png_encode, storage
 
@@ -370,7 +372,9 @@ def save_png(image: Image.Image, path: Path, meta: ImageMetadata, *, fast: bool 
     try:
         if not png_encode.supports(image):
             image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
-        data = png_encode.encode(image, metadata_chunks(meta), level=PNG_LEVEL, fast=fast)
+            scanlines = None  # they were the other mode's
+        data = png_encode.encode(image, metadata_chunks(meta), level=PNG_LEVEL, fast=fast,
+                                 scanlines=scanlines)
         # storage.TEMP_SUFFIX: the scanner skips the hidden temp, `clean_stale` removes litter.
         with fileio.atomic_path(path, suffix=storage.TEMP_SUFFIX) as tmp:
             tmp.write_bytes(data)

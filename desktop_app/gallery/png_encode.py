@@ -17,9 +17,14 @@ Pillow and compare every pixel.
 
 `fast=True` deflates with ISA-L (the `isal` package, which releases the GIL too) at its level 1
 instead of zlib: about 10× less deflate time and files 3–8 % larger on photographs (the
-filters stay the same; figures in docs/performance.md). Fast mode saves this way: there the
-PNG write was 13 of the 235 ms of an SD1.5 image on an H100, and the job waits for it. Without
-`isal` installed it is zlib at `level`, as always.
+filters stay the same; figures in docs/performance.md). Fast mode saves this way: the job
+waits for its PNG, and at 130 it/s an SD1.5 image takes 0.23 s on an H100. Without `isal`
+installed it is zlib at `level`, as always.
+
+`scanlines=` hands over rows already filtered (by the GPU that decoded the image:
+`pipeline/backend/png_scanlines.py`); they are only deflated, in the same blocks, so the file
+is the same byte for byte. On the H100 machine's 16 slow cores the filtering was most of a
+fast-mode PNG (15–16 ms of a 512² encode; 2.7–3.7 ms without it).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from itertools import pairwise
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -59,21 +64,30 @@ def supports(image: Image.Image) -> bool:
 
 
 def encode(image: Image.Image, text_chunks: Sequence[tuple[bytes, bytes]] = (),
-           level: int = 4, *, fast: bool = False) -> bytes:
+           level: int = 4, *, fast: bool = False, scanlines: np.ndarray | None = None) -> bytes:
     """The PNG file of `image`, with `text_chunks` ((type, data), e.g. from `text_chunk`)
     placed before the image data, deflated by zlib at `level` or, with `fast`, by ISA-L when
-    it is installed (see the module's docstring). Raises ValueError for modes `supports`
-    refuses."""
+    it is installed (see the module's docstring). `scanlines`, when given, are the image's
+    rows already filtered as `filter_rows` filters them ((H, 1 + W·bpp) uint8, e.g. by the
+    GPU that decoded the image): then they are only deflated. Raises ValueError for modes
+    `supports` refuses and for scanlines of another shape."""
     if not supports(image):
         raise ValueError(f"cannot encode a {image.mode} image")
     if image.width == 0 or image.height == 0:
         raise ValueError("cannot encode an empty image")
     colour_type, bpp = COLOUR_TYPES[image.mode]
-    pixels = np.asarray(image, dtype=np.uint8).reshape(image.height, image.width * bpp)
+    if scanlines is None:
+        rows = Rows(np.asarray(image, dtype=np.uint8).reshape(image.height, image.width * bpp),
+                    bpp, filtered=False)
+    elif scanlines.shape != (image.height, 1 + image.width * bpp) or scanlines.dtype != np.uint8:
+        raise ValueError(f"scanlines of shape {scanlines.shape} ({scanlines.dtype}) do not fit "
+                         f"a {image.width}×{image.height} {image.mode} image")
+    else:
+        rows = Rows(np.ascontiguousarray(scanlines), bpp, filtered=True)
     parts = [SIGNATURE, chunk(b"IHDR", struct.pack(">IIBBBBB", image.width, image.height, 8,
                                                     colour_type, 0, 0, 0))]
     parts += [chunk(kind, data) for kind, data in text_chunks]
-    parts += _image_data(pixels, bpp, level, _isal() if fast else None)
+    parts += _image_data(rows, level, _isal() if fast else None)
     parts.append(chunk(b"IEND", b""))
     return b"".join(parts)
 
@@ -99,16 +113,27 @@ def text_chunk(key: str, text: str, *, compress: bool = False) -> tuple[bytes, b
     return b"iTXt", keyword + b"\0" + bytes([int(compress), 0]) + b"\0\0" + body
 
 
-def _image_data(pixels: np.ndarray, bpp: int, level: int,
-                isal: ModuleType | None) -> list[bytes]:
+class Rows(NamedTuple):
+    """An image's rows: the pixels (H, W·bpp), or with `filtered` its scanlines (H, 1 + W·bpp)."""
+
+    array: np.ndarray
+    bpp: int
+    filtered: bool
+
+    @property
+    def stride(self) -> int:
+        """Bytes of pixels in a row (W·bpp)."""
+        return int(self.array.shape[1]) - (1 if self.filtered else 0)
+
+
+def _image_data(rows: Rows, level: int, isal: ModuleType | None) -> list[bytes]:
     """IDAT chunks: the zlib header with the first band, one chunk a band, then Adler-32."""
-    height, stride = pixels.shape
-    rows = max(MIN_BAND_ROWS, -(-height // _threads()))
-    rows = min(rows, max(16, MAX_BAND_BYTES // stride))
-    edges = [*range(0, height, rows), height]
+    height, stride = rows.array.shape[0], rows.stride
+    band_rows = max(MIN_BAND_ROWS, -(-height // _threads()))
+    band_rows = min(band_rows, max(16, MAX_BAND_BYTES // stride))
+    edges = [*range(0, height, band_rows), height]
     bands = len(edges) - 1
-    jobs = [(pixels, edges[i], edges[i + 1], bpp, level, isal, i == bands - 1)
-            for i in range(bands)]
+    jobs = [(rows, edges[i], edges[i + 1], level, isal, i == bands - 1) for i in range(bands)]
     run = map if bands == 1 else _pool().map  # one band: no hop to another thread
     results = list(run(lambda job: _band(*job), jobs))
     adler, out = 1, []
@@ -122,19 +147,24 @@ def _image_data(pixels: np.ndarray, bpp: int, level: int,
     return out
 
 
-def _band(pixels: np.ndarray, start: int, stop: int, bpp: int, level: int,
-          isal: ModuleType | None, last: bool) -> tuple[bytes, int]:
-    """Rows [start, stop) filtered (FILTER_BLOCK_BYTES at a time) and raw-deflated (by ISA-L's
-    `isal_zlib` module when given); returns (bytes, Adler-32 of the filtered rows)."""
+def _band(rows: Rows, start: int, stop: int, level: int, isal: ModuleType | None,
+          last: bool) -> tuple[bytes, int]:
+    """Rows [start, stop) filtered (FILTER_BLOCK_BYTES at a time; unless given filtered) and
+    raw-deflated (by ISA-L's `isal_zlib` module when given); returns (bytes,
+    Adler-32 of the filtered rows)."""
     deflater: Any
     if isal is not None:
         deflater = isal.compressobj(FAST_LEVEL, isal.DEFLATED, -15)
     else:
         deflater = zlib.compressobj(level, zlib.DEFLATED, -15, 9, zlib.Z_FILTERED)  # as Pillow
-    block = max(1, FILTER_BLOCK_BYTES // pixels.shape[1])
+    step = max(1, FILTER_BLOCK_BYTES // rows.stride)
     data, adler = [], 1
-    for first in range(start, stop, block):
-        filtered = filter_rows(pixels, first, min(first + block, stop), bpp).tobytes()
+    for first in range(start, stop, step):
+        # Given scanlines go in the same blocks: ISA-L's output depends on them, and the file
+        # is then the same byte for byte as when this encoder filters.
+        filtered = (rows.array[first:min(first + step, stop)].data.cast("B")
+                    if rows.filtered else
+                    filter_rows(rows.array, first, min(first + step, stop), rows.bpp).tobytes())
         data.append(deflater.compress(filtered))
         adler = zlib.adler32(filtered, adler)
     module = isal or zlib

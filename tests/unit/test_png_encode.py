@@ -55,6 +55,19 @@ def _filter_bytes(data: bytes, height: int) -> list[int]:
     return [raw[row * stride] for row in range(height)]
 
 
+def record_filtering(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """From now on, the number of rows of every `filter_rows` call, in order."""
+    filtered: list[int] = []
+    real = png_encode.filter_rows
+
+    def recording(pixels: np.ndarray, start: int, stop: int, bpp: int) -> np.ndarray:
+        filtered.append(stop - start)
+        return real(pixels, start, stop, bpp)
+
+    monkeypatch.setattr(png_encode, "filter_rows", recording)
+    return filtered
+
+
 @pytest.mark.parametrize("fast", [False, True], ids=["zlib", "isal"])
 @pytest.mark.parametrize("mode", ["RGB", "RGBA", "L"])
 @pytest.mark.parametrize("size", [(1, 1), (1, 300), (300, 1), (333, 77), (512, 517)])
@@ -84,14 +97,7 @@ def test_rows_filtered_in_blocks_make_the_same_file(monkeypatch: pytest.MonkeyPa
     image = _smooth(90, 333)
     whole, whole_fast = png_encode.encode(image), png_encode.encode(image, fast=True)
     monkeypatch.setattr(png_encode, "FILTER_BLOCK_BYTES", 5 * 90 * 3)
-    filtered = []
-    real = png_encode.filter_rows
-
-    def recording(pixels: np.ndarray, start: int, stop: int, bpp: int) -> np.ndarray:
-        filtered.append(stop - start)
-        return real(pixels, start, stop, bpp)
-
-    monkeypatch.setattr(png_encode, "filter_rows", recording)
+    filtered = record_filtering(monkeypatch)
     assert png_encode.encode(image) == whole
     assert max(filtered) == 5 and sum(filtered) == 333
     blocked_fast = png_encode.encode(image, fast=True)
@@ -199,6 +205,34 @@ def test_filters_match_the_specification_byte_for_byte(
     ours = np.concatenate([png_encode.filter_rows(pixels, 0, split, bpp)] + (
         [png_encode.filter_rows(pixels, split, height, bpp)] if split < height else []))
     assert ours.tolist() == _reference_filter(pixels, bpp)
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["zlib", "isal"])
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L"])
+def test_given_scanlines_make_the_same_file_byte_for_byte(
+        monkeypatch: pytest.MonkeyPatch, mode: str, fast: bool) -> None:
+    """Scanlines filtered elsewhere (the GPU) are only deflated, in the blocks this encoder
+    filters in (ISA-L's stream depends on them): the file is the one it makes itself."""
+    monkeypatch.setattr(png_encode, "_threads", lambda: 3)
+    monkeypatch.setattr(png_encode, "FILTER_BLOCK_BYTES", 7 * 61 * 4)  # several blocks a band
+    image = _smooth(61, 259, mode=mode)
+    bpp = png_encode.COLOUR_TYPES[mode][1]
+    pixels = np.asarray(image).reshape(259, 61 * bpp)
+    scanlines = png_encode.filter_rows(pixels, 0, 259, bpp)
+    filtered = record_filtering(monkeypatch)
+    given = png_encode.encode(image, fast=fast, scanlines=scanlines)
+    assert not filtered  # nothing filtered again
+    assert given == png_encode.encode(image, fast=fast)
+    assert np.array_equal(np.asarray(_decode(given)), np.asarray(image))
+
+
+def test_scanlines_of_another_shape_are_refused() -> None:
+    image = _smooth(8, 5)
+    right = png_encode.filter_rows(np.asarray(image).reshape(5, 24), 0, 5, 3)
+    for wrong in (right[:, 1:], right[1:], right.astype(np.int16), np.zeros((5, 33), np.uint8)):
+        with pytest.raises(ValueError, match="do not fit a 8×5 RGB image"):
+            png_encode.encode(image, scanlines=wrong)
+    assert png_encode.encode(image, scanlines=right[:, :]) == png_encode.encode(image)
 
 
 def test_text_chunks_are_read_by_pillow() -> None:
