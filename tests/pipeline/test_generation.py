@@ -17,11 +17,14 @@ import pytest
 import torch
 
 from desktop_app.errors import ErrorKind, UserError
+from desktop_app.gallery import png_encode
 from desktop_app.gallery.metadata import read_image_metadata
 from desktop_app.pipeline.api import CancelToken, GenerationCancelled, LoadUpdate, StepUpdate
-from desktop_app.pipeline.backend.diffusers_backend import DiffusersBackend, to_pil_images
+from desktop_app.pipeline.backend import diffusers_backend
+from desktop_app.pipeline.backend.diffusers_backend import DiffusersBackend, to_decoded
 from desktop_app.pipeline.backend.text_encoding import _apply_emphasis, encode_prompts
 from tests.pipeline.engine_helpers import SIZE, images_of, pixels, request, run
+from tests.unit.test_png_encode import record_filtering
 
 LONG_PROMPT = ", ".join(f"word{i} red blue green" for i in range(60))  # > 4 chunks
 
@@ -530,14 +533,80 @@ def test_pil_conversion_matches_diffusers_postprocess_pixel_for_pixel(dtype: tor
     levels = torch.arange(256, dtype=torch.float64)
     decoded[0, 0, 0, :47] = ((levels[:47] + 0.5) / 255 * 2 - 1).float()
     decoded = decoded.to(dtype)
-    ours = to_pil_images(decoded)
+    ours = to_decoded(decoded)
     theirs = VaeImageProcessor(vae_scale_factor=8).postprocess(decoded, output_type="pil")
     assert len(ours) == len(theirs) == 2
-    for mine, reference in zip(ours, theirs, strict=True):
+    for (mine, scanlines), reference in zip(ours, theirs, strict=True):
         assert mine.mode == reference.mode == "RGB" and mine.size == (47, 33)
         assert np.array_equal(np.asarray(mine), np.asarray(reference))
-    grey = to_pil_images(decoded[:, :1], denormalize=False)[0]
+        assert scanlines is None  # asked for on CUDA only
+    grey = to_decoded(decoded[:, :1], denormalize=False)[0].image
     assert grey.mode == "L" and grey.size == (47, 33)
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_scanlines_filtered_where_the_image_was_decoded_are_the_encoders(channels: int) -> None:
+    decoded = torch.randn(2, channels, 29, 41, generator=torch.Generator().manual_seed(1))
+    for one in to_decoded(decoded, scanlines=True):
+        assert one.scanlines is not None
+        pixels = np.asarray(one.image).reshape(29, 41 * channels)
+        assert np.array_equal(one.scanlines, png_encode.filter_rows(pixels, 0, 29, channels))
+
+
+def decode_as_on_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The backend's decodes filter the PNG rows where the image is, as they do on CUDA."""
+    real = diffusers_backend.to_decoded
+
+    def decoded(image: torch.Tensor, **options: Any) -> Any:
+        return real(image, **{**options, "scanlines": True})
+
+    monkeypatch.setattr(diffusers_backend, "to_decoded", decoded)
+
+
+def test_a_job_whose_decode_filtered_the_scanlines_writes_the_same_png(
+        sd15: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On CUDA the decode filters the PNG rows; here (CPU) that is forced: the encoder gets
+    them, filters nothing itself, and the file's image data is the one it makes alone."""
+    plain = DiffusersBackend(tmp_path / "plain", previews=False)
+    expected = run(plain, request(**sd15, seed=9, batch_size=2))[0].images
+    decode_as_on_cuda(monkeypatch)
+    filtered = record_filtering(monkeypatch)
+    backend = DiffusersBackend(tmp_path / "gpu", previews=False)
+    got = run(backend, request(**sd15, seed=9, batch_size=2))[0].images
+    assert not filtered
+    for ours, reference in zip(got, expected, strict=True):
+        mine, theirs = Path(ours.path).read_bytes(), Path(reference.path).read_bytes()
+        assert _idat(mine) == _idat(theirs) and len(_idat(mine)) > 1000
+        assert np.array_equal(pixels(Path(ours.path)), pixels(Path(reference.path)))
+
+
+def test_a_failed_gpu_filtering_leaves_it_to_the_encoder_and_keeps_the_image(
+        sd15: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    plain = DiffusersBackend(tmp_path / "plain", previews=False)
+    expected = run(plain, request(**sd15, seed=4))[0].images[0]
+    decode_as_on_cuda(monkeypatch)
+
+    def out_of_memory(pixels: torch.Tensor, bpp: int) -> torch.Tensor:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(diffusers_backend, "filtered_scanlines", out_of_memory)
+    backend = DiffusersBackend(tmp_path / "gpu", previews=False)
+    with caplog.at_level("WARNING"):
+        got = run(backend, request(**sd15, seed=4))[0].images[0]
+    assert "Filtering the PNG rows on cpu failed" in caplog.text
+    assert _idat(Path(got.path).read_bytes()) == _idat(Path(expected.path).read_bytes())
+
+
+def _idat(data: bytes) -> bytes:
+    """The image data of a PNG: every IDAT chunk's body (the text chunks hold dates)."""
+    out, pos = [], 8
+    while pos < len(data):
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        if data[pos + 4:pos + 8] == b"IDAT":
+            out.append(data[pos + 8:pos + 8 + length])
+        pos += 12 + length
+    return b"".join(out)
 
 
 def test_the_same_prompts_are_encoded_once_and_give_the_same_pixels(

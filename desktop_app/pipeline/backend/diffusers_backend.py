@@ -22,8 +22,9 @@ import time
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -52,6 +53,7 @@ from desktop_app.pipeline.backend.memory import (
 )
 from desktop_app.pipeline.backend.model_cache import ModelSwitcher
 from desktop_app.pipeline.backend.noise import batch_noise
+from desktop_app.pipeline.backend.png_scanlines import filtered_scanlines
 from desktop_app.pipeline.backend.previews import PreviewCosts, StepCapture, to_preview
 from desktop_app.pipeline.backend.samplers import build_scheduler, quiet_known_warnings
 from desktop_app.pipeline.backend.text_encoding import Conditioning, PromptCache
@@ -193,8 +195,16 @@ def _release_cached_memory() -> None:
         torch.cuda.empty_cache()
 
 
+class Decoded(NamedTuple):
+    """One decoded image, and its PNG scanlines when the GPU that decoded it filtered them
+    (`png_scanlines`: then the PNG encoder only deflates; None: it filters on the CPU)."""
+
+    image: Image.Image
+    scanlines: np.ndarray | None = None
+
+
 @torch.no_grad()
-def decode_latents(pipe: Any, latents: torch.Tensor) -> list[Image.Image]:
+def decode_latents(pipe: Any, latents: torch.Tensor) -> list[Decoded]:
     """Full VAE decode to PIL images; latents are cast to the VAE's own dtype first."""
     vae = pipe.vae
     config = vae.config
@@ -208,21 +218,40 @@ def decode_latents(pipe: Any, latents: torch.Tensor) -> list[Image.Image]:
     else:
         latents = latents / config.scaling_factor
     image = vae.decode(latents, return_dict=False)[0]
-    return to_pil_images(image, denormalize=pipe.image_processor.config.do_normalize)
+    return to_decoded(image, denormalize=pipe.image_processor.config.do_normalize,
+                      scanlines=image.device.type == "cuda")
 
 
-def to_pil_images(image: torch.Tensor, *, denormalize: bool = True) -> list[Image.Image]:
+def to_decoded(image: torch.Tensor, *, denormalize: bool = True,
+               scanlines: bool = False) -> list[Decoded]:
     """PIL images of a decoded batch (N, C, H, W), pixel for pixel what diffusers'
     `VaeImageProcessor.postprocess(image, output_type="pil")` makes, with the float → 8-bit
     step done where the image is: a quarter (fp32 VAE: an eighth) of the bytes cross to the host
     and no numpy pass over full-size float arrays runs on the CPU (0.06 s of an SDXL image
-    on the H200 machine). Same operations in the same dtypes, so the rounding is identical."""
+    on the H200 machine). Same operations in the same dtypes, so the rounding is identical.
+    With `scanlines`, each image's PNG filtering is done there too (`png_scanlines`)."""
     if denormalize:
         image = (image * 0.5 + 0.5).clamp(0, 1)  # as VaeImageProcessor.denormalize
-    pixels = (image.float() * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-    if pixels.shape[-1] == 1:
-        return [Image.fromarray(one[..., 0], mode="L") for one in pixels]
-    return [Image.fromarray(one) for one in pixels]
+    pixels = (image.float() * 255).round().to(torch.uint8).permute(0, 2, 3, 1)
+    rows = [_scanlines(one) if scanlines else None for one in pixels]
+    return [Decoded(Image.fromarray(one[..., 0], mode="L") if one.shape[-1] == 1
+                    else Image.fromarray(one), filtered)
+            for one, filtered in zip(pixels.cpu().numpy(), rows, strict=True)]
+
+
+def _scanlines(pixels: torch.Tensor) -> np.ndarray | None:
+    """The PNG scanlines of one (H, W, C) uint8 image, or None when filtering them where the
+    image is fails (out of memory after a large batch, say): the encoder then filters them
+    itself. A shortcut never costs the image."""
+    try:
+        return filtered_scanlines(pixels.reshape(pixels.shape[0], -1), pixels.shape[2]
+                                  ).cpu().numpy()
+    except Exception as exc:
+        log.warning("Filtering the PNG rows on %s failed; the CPU does it", pixels.device,
+                    exc_info=True)
+        if is_out_of_memory(exc):
+            _release_cached_memory()
+        return None
 
 
 class DiffusersBackend:
@@ -349,8 +378,8 @@ class DiffusersBackend:
                                         request.steps, reporter, noise.generators)
                 decoded = decode_latents(pipe, latents)
                 pipe.maybe_free_model_hooks()
-                saving += [self._save(loaded, request, first + offset, image)
-                           for offset, image in enumerate(decoded)]
+                saving += [self._save(loaded, request, first + offset, one)
+                           for offset, one in enumerate(decoded)]
         finally:
             wait(saving)  # also on cancel or error: images already made are kept, not lost
             for future in saving:
@@ -471,7 +500,7 @@ class DiffusersBackend:
         return output.images  # type: ignore[no-any-return]
 
     def _save(self, loaded: LoadedModel, request: GenerationRequest, index: int,
-              image: Any) -> Future[GeneratedImage]:
+              decoded: Decoded) -> Future[GeneratedImage]:
         """Name the file now (numbers follow the batch order), write it on a writer thread
         (in fast mode with the faster deflate: png_encode)."""
         seed = request.seed_for(index)
@@ -485,9 +514,11 @@ class DiffusersBackend:
         except OSError as exc:
             raise _save_failed(f"the image in {self.output or storage.day_dir()}", exc) from exc
 
+        image = decoded.image
+
         def write() -> GeneratedImage:
             try:
-                path = save_png(image, target, meta, fast=fast)
+                path = save_png(image, target, meta, fast=fast, scanlines=decoded.scanlines)
             except OSError as exc:
                 raise _save_failed(target.name, exc) from exc
             return GeneratedImage(path=str(path), seed=seed, width=image.width,
