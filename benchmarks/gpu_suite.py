@@ -164,26 +164,33 @@ def build_random_folder(family: str, folder: Path, device: str, smoke: bool) -> 
 
 
 SAVE_MS: list[float] = []  # every engine PNG write (encode + fsync), on its writer thread
+ENCODE_MS: list[float] = []  # the encode alone (png_encode.encode) of each of those writes
 
 
 def _time_engine_saves() -> None:
-    """Wrap the engine's `save_png` (once per process) to record how long each write takes:
-    the part of a fast-mode image the GPU does not do."""
+    """Wrap the engine's `save_png` and the PNG encoder (once per process) to record how long
+    each write and its encode take: the part of a fast-mode image the GPU does not do. (The raw
+    diffusers side saves with Pillow: neither is its.)"""
+    from desktop_app.gallery import png_encode
     from desktop_app.pipeline.backend import diffusers_backend
 
-    real = diffusers_backend.save_png
-    if getattr(real, "timed", False):
-        return
+    for owner, name, into in ((diffusers_backend, "save_png", SAVE_MS),
+                              (png_encode, "encode", ENCODE_MS)):
+        real = getattr(owner, name)
+        if not getattr(real, "timed", False):
+            setattr(owner, name, _timed(real, into))
 
+
+def _timed(real: Any, into: list[float]) -> Any:
     def timed(*args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
         try:
             return real(*args, **kwargs)
         finally:
-            SAVE_MS.append((time.perf_counter() - started) * 1000)
+            into.append((time.perf_counter() - started) * 1000)
 
     timed.timed = True  # type: ignore[attr-defined]
-    diffusers_backend.save_png = timed
+    return timed
 
 
 class Runner:
@@ -348,7 +355,7 @@ def alternate(suite: Suite, runner: Runner, label: str, repeats: int) -> dict[st
     raw = Case(runner.family, f"raw {label}", steps=runner.steps * count)
     ours = Case(runner.family, f"engine {label}", steps=runner.steps * count)
     images: dict[str, Any] = {}
-    previews_before, saves_before = runner.previews, len(SAVE_MS)
+    previews_before, saves_before, encodes_before = runner.previews, len(SAVE_MS), len(ENCODE_MS)
     for round_ in range(repeats):
         order = [("raw", raw), ("engine", ours)]
         for kind, case in order if round_ % 2 == 0 else order[::-1]:
@@ -364,11 +371,12 @@ def alternate(suite: Suite, runner: Runner, label: str, repeats: int) -> dict[st
     ratio = ours.its / raw.its
     ours.extra["ratio_vs_raw"] = round(ratio, 4)
     ours.extra["previews_per_job"] = round((runner.previews - previews_before) / repeats, 2)
-    saves = SAVE_MS[saves_before:]
-    if saves:
+    saves, encodes = SAVE_MS[saves_before:], ENCODE_MS[encodes_before:]
+    if saves and encodes:
         ours.extra["png_write_ms_median"] = round(statistics.median(saves), 2)
-    write = (f", engine PNG write {ours.extra['png_write_ms_median']} ms"
-             if saves else "")
+        ours.extra["png_encode_ms_median"] = round(statistics.median(encodes), 2)
+    write = (f", engine PNG write {ours.extra['png_write_ms_median']} ms (encode "
+             f"{ours.extra['png_encode_ms_median']} ms)" if saves and encodes else "")
     print(f"   {label}: raw {raw.its:.2f} it/s, engine {ours.its:.2f} it/s, "
           f"engine/raw {ratio:.3f}{write}", flush=True)
     return images
