@@ -160,11 +160,11 @@ def _band(rows: Rows, start: int, stop: int, level: int, isal: ModuleType | None
     step = max(1, FILTER_BLOCK_BYTES // rows.stride)
     data, adler = [], 1
     for first in range(start, stop, step):
+        end = min(first + step, stop)
         # Given scanlines go in the same blocks: ISA-L's output depends on them, and the file
         # is then the same byte for byte as when this encoder filters.
-        filtered = (rows.array[first:min(first + step, stop)].data.cast("B")
-                    if rows.filtered else
-                    filter_rows(rows.array, first, min(first + step, stop), rows.bpp).tobytes())
+        filtered = (rows.array[first:end].data.cast("B") if rows.filtered else
+                    filter_rows(rows.array, first, end, rows.bpp).tobytes())
         data.append(deflater.compress(filtered))
         adler = zlib.adler32(filtered, adler)
     module = isal or zlib

@@ -507,7 +507,6 @@ def test_fast_mode_drops_the_last_steps_preview_only_where_it_compiles(
     assert np.abs(images_of(fast)[0] - images_of(eager)[0]).max() <= 1
 
 
-
 def _fast_backend_after_a_compiled_job(tmp_path: Path, req: Any) -> tuple[Any, Any, Any]:
     """A backend in fast mode (compiling on the CPU) whose first job compiled `req`'s size,
     then left as a new app run finds it: that size in the compile record, nothing compiled
