@@ -8,6 +8,7 @@ import threading
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -160,10 +161,15 @@ def test_a_failed_save_gives_its_reserved_name_back(tmp_path: Path,
     assert storage.reserve_numbered(folder, 7, 1) == target  # the name is free again
 
 
-def test_save_png_converts_other_modes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("given_scanlines", [False, True])
+def test_save_png_converts_other_modes(tmp_path: Path, given_scanlines: bool) -> None:
+    """…and scanlines given for the image as it was (one byte a pixel) are dropped, not
+    deflated as the converted image's."""
     palette = Image.new("RGB", (6, 4), (10, 200, 30)).convert("P")
     meta = _meta()
-    path = save_png(palette, tmp_path / "p.png", meta)
+    scanlines = (png_encode.filter_rows(np.asarray(palette), 0, 4, 1) if given_scanlines
+                 else None)
+    path = save_png(palette, tmp_path / "p.png", meta, scanlines=scanlines)
     with Image.open(path) as image:
         assert image.mode == "RGB"
         assert image.getpixel((5, 3)) == palette.convert("RGB").getpixel((5, 3))
